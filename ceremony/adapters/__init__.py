@@ -1,0 +1,1 @@
+"""Device adapters: the only place python-pkcs11, shamir-mnemonic and friends are imported."""

@@ -1,0 +1,268 @@
+"""The `ceremony` command: the only module that decides exit codes.
+
+Exit codes (docs/exit-codes.md): 0 success; 1 a check failed (verification, policy,
+quorum); 2 bad usage or malformed input; 3 device error (HSM, card, printer); 130
+interrupted; 70 an internal error (a bug). Every failure prints one plain sentence on
+stderr, never a traceback. Heavy imports happen inside the commands so `--help` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ceremony import __version__
+from ceremony.errors import CeremonyError, Kind, UsageError
+
+if TYPE_CHECKING:
+    from ceremony.model.policy import Policy
+    from ceremony.model.script import Script
+    from ceremony.verify.core import Report
+
+EXIT_OK = 0
+EXIT_INTERNAL = 70
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message}", hint=f"see `{self.prog} --help`")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ceremony", description="Scripted root-key ceremonies for "
+                     "air-gapped workstations.")
+    parser.add_argument("--version", action="version", version=f"ceremony {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("rehearse", help="run the sample ceremony on a throwaway SoftHSM2 "
+                       "token with simulated custodians, then verify it")
+    p.add_argument("--out", type=Path, help="directory for the bundle and the rehearsal's "
+                   "secrets (default: ./rehearsal-<time>; never overwritten)")
+
+    p = sub.add_parser("lint", help="check a script against its policy before the day")
+    p.add_argument("script", type=Path)
+    p.add_argument("--policy", type=Path, help="policy file (default: the script's "
+                   "policy.path, relative to the script)")
+
+    p = sub.add_parser("run", help="run a ceremony (headless with --headless --answers)")
+    p.add_argument("script", type=Path)
+    p.add_argument("--policy", type=Path)
+    p.add_argument("--headless", action="store_true", help="no UI: answers come from a file")
+    p.add_argument("--answers", type=Path, help="answers file for --headless")
+    p.add_argument("--out", type=Path, required=True, help="the bundle directory")
+    p.add_argument("--secret-out", type=Path, help="where share sheets go (never inside "
+                   "the bundle; default: OUT.secret)")
+    p.add_argument("--resume", action="store_true", help="continue the unfinished ceremony "
+                   "recorded in --out")
+    p.add_argument("--rehearsal", action="store_true", help="mark this run a rehearsal "
+                   "(allows plain identity key files)")
+    p.add_argument("--module", help="PKCS#11 module path (default: the script's token.module)")
+    p.add_argument("--token", help="PKCS#11 URI of the token (default: the script's token.uri)")
+    p.add_argument("--pin-file", type=Path, help="file holding the token's user PIN "
+                   "(default: asked on the terminal)")
+
+    p = sub.add_parser("verify", help="the auditor's check of a bundle")
+    p.add_argument("bundle", type=Path)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    p = sub.add_parser("sample", help="write the sample script and policy to copy from")
+    p.add_argument("directory", type=Path)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        handler = {"rehearse": cmd_rehearse, "lint": cmd_lint, "run": cmd_run,
+                   "verify": cmd_verify, "sample": cmd_sample}[args.command]
+        return handler(args)
+    except CeremonyError as exc:
+        print(f"ceremony: {exc.describe()}", file=sys.stderr)
+        return exc.kind.value
+    except KeyboardInterrupt:
+        print("ceremony: interrupted; `ceremony run --resume` continues an unfinished "
+              "ceremony", file=sys.stderr)
+        return Kind.INTERRUPTED.value
+    except Exception as exc:  # noqa: BLE001 -- the last line of defence: no tracebacks
+        print(f"ceremony: internal error ({type(exc).__name__}); this is a bug, please "
+              "report it with the command you ran", file=sys.stderr)
+        if os.environ.get("CEREMONY_DEBUG"):
+            raise
+        return EXIT_INTERNAL
+
+
+def _load(script_path: Path, policy_path: Path | None) -> tuple[Script, Policy, bytes, bytes]:
+    from ceremony.model.policy import parse_policy
+    from ceremony.model.script import load_script
+
+    script = load_script(script_path)
+    path = policy_path or (script_path.parent / script.policy_path)
+    policy = parse_policy(_read_text(path), str(path))
+    return script, policy, script_path.read_bytes(), path.read_bytes()
+
+
+def _read_text(path: Path) -> str:
+    from ceremony.errors import PolicyFileError
+    from ceremony.model.strict import read_source
+
+    return read_source(path, PolicyFileError, "policy").text
+
+
+def cmd_lint(args: argparse.Namespace) -> int:
+    from ceremony.model.rules import check_policy
+
+    script, policy, script_bytes, _ = _load(args.script, args.policy)
+    violations = check_policy(script, policy, rehearsal=False,
+                              script_text=script_bytes.decode())
+    for v in violations:
+        print(f"ceremony: {v.describe()}", file=sys.stderr)
+    if violations:
+        print(f"{script.source_name}: {len(violations)} policy violation(s)", file=sys.stderr)
+        return Kind.CHECK_FAILED.value
+    print(f"{script.source_name}: ok (ceremony {script.ceremony_id} v{script.version}, "
+          f"{len(script.steps)} steps, policy {policy.policy_id} v{policy.version})")
+    return EXIT_OK
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from ceremony.rehearsal import sample_texts
+
+    script_text, policy_text = sample_texts()
+    args.directory.mkdir(parents=True, exist_ok=True)
+    for name, text in (("script.toml", script_text), ("policy.toml", policy_text)):
+        target = args.directory / name
+        if target.exists():
+            raise UsageError(f"{target} already exists", hint="choose an empty directory")
+        target.write_text(text)
+    print(f"wrote {args.directory / 'script.toml'} and {args.directory / 'policy.toml'}; "
+          "edit them, then run `ceremony lint`")
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from ceremony.verify.__main__ import render
+    from ceremony.verify.core import verify_bundle
+
+    if not args.bundle.is_dir():
+        raise UsageError(f"{args.bundle} is not a bundle directory",
+                         hint="give the directory a ceremony wrote (it holds transcript.jsonl)")
+    report = verify_bundle(args.bundle)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(render(report))
+        if report.ok:
+            print(_digest_lines(report))
+    return EXIT_OK if report.ok else Kind.CHECK_FAILED.value
+
+
+def _digest_lines(report: Report) -> str:
+    from ceremony.display import words
+
+    out = []
+    if report.root_fingerprint:
+        out.append(f"root key fingerprint: {report.root_fingerprint}\n"
+                   f"                 words: {words(report.root_fingerprint)}")
+    if report.head:
+        out.append(f"transcript head:      {report.head}\n"
+                   f"                 words: {words(report.head)}")
+    return "\n".join(out)
+
+
+def cmd_rehearse(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from ceremony.rehearsal import rehearse
+    from ceremony.verify.__main__ import render
+    from ceremony.verify.core import verify_bundle
+
+    out = args.out or Path(f"rehearsal-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+    bundle, secret = rehearse(out)
+    report = verify_bundle(bundle)
+    print()
+    print(render(report))
+    if not report.ok:
+        return Kind.CHECK_FAILED.value
+    print()
+    print("REHEARSAL summary")
+    print(f"  ceremony:   {report.ceremony_id} ({report.outcome})")
+    print(_digest_lines(report).replace("\n", "\n  ").join(["  ", ""]))
+    print(f"  bundle:     {bundle}  (public; check it with `ceremony verify {bundle}`)")
+    print(f"  secrets:    {secret}  (rehearsal share sheets and identity keys; never "
+          "publish)")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if not args.headless:
+        raise UsageError("the Textual UI is not available in this version",
+                         hint="run with --headless --answers FILE")
+    if args.answers is None:
+        raise UsageError("--headless needs --answers FILE")
+    from ceremony.adapters.identity import KeyFileSigner
+    from ceremony.adapters.pkcs11_token import Pkcs11Token, module_path
+    from ceremony.adapters.sharesheets import ShareSheetDirectory
+    from ceremony.adapters.slip39 import Slip39Splitter
+    from ceremony.adapters.system import OsRandomness, SystemClock
+    from ceremony.engine.core import Devices, Engine
+    from ceremony.headless import run_headless
+    from ceremony.model.answers import load_answers
+
+    script, policy, script_bytes, policy_bytes = _load(args.script, args.policy)
+    answers = load_answers(args.answers, script)
+    if answers.identities and not args.rehearsal:
+        raise UsageError("plain identity key files are allowed only in a rehearsal",
+                         hint="add --rehearsal, or approve with custodian cards",
+                         requirement="CER-IDENTITY")
+    signers = {pid: KeyFileSigner.load(pid, path) for pid, path in answers.identities.items()}
+    uri = args.token or script.token.uri
+    if uri is None:
+        raise UsageError("no token given", hint="pass --token pkcs11:token=LABEL or set "
+                         "token.uri in the script")
+    pin = _read_pin(args.pin_file)
+    secret_out = args.secret_out or args.out.with_name(args.out.name + ".secret")
+    if secret_out.resolve().is_relative_to(args.out.resolve()):
+        raise UsageError("--secret-out must not be inside the bundle",
+                         requirement="CER-NO-SECRET")
+    token = Pkcs11Token(module_path(args.module, script.token.module), uri, pin)
+    try:
+        devices = Devices(SystemClock(), OsRandomness(), token, Slip39Splitter(),
+                          ShareSheetDirectory(secret_out, script.ceremony_id))
+        if args.resume:
+            engine = Engine.resume(script, policy, devices, args.out)
+        else:
+            engine = Engine.start(script, policy, script_bytes, policy_bytes, devices,
+                                  args.out, rehearsal=args.rehearsal)
+        finished = run_headless(engine, answers, signers)  # type: ignore[arg-type]
+    finally:
+        token.close()
+        for i in range(len(pin)):
+            pin[i] = 0
+    print(f"sealed: outcome {finished.outcome}, head {finished.head}; bundle {args.out}")
+    return EXIT_OK
+
+
+def _read_pin(path: Path | None) -> bytearray:
+    if path is None:
+        import getpass
+
+        if not sys.stdin.isatty():
+            raise UsageError("no PIN: pass --pin-file FILE when there is no terminal")
+        return bytearray(getpass.getpass("token user PIN: ").encode())
+    try:
+        pin = bytearray(path.read_bytes())
+    except OSError as exc:
+        raise UsageError(f"cannot read the PIN file {path} ({exc.strerror})") from None
+    while pin and pin[-1] in b"\r\n":
+        pin.pop()
+    if not pin:
+        raise UsageError(f"the PIN file {path} is empty")
+    return pin
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,640 @@
+"""The ceremony engine: a state machine over a script, with the transcript as its log.
+
+Front ends loop over ``next_prompt()`` / ``submit(answer)`` / ``status()``. Every state
+change is first written (and fsynced) to the transcript, and the engine's state is only
+ever what the transcript says: :meth:`Engine.resume` rebuilds it by folding the entries,
+so a crash at any point loses nothing that was recorded and repeats nothing that was done.
+Device actions are bracketed by ``action.started`` (naming what will be created) and
+``action.completed``; anything between the two is rolled back on failure or on resume.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+from ceremony import __version__
+from ceremony.canonical import canonical_bytes, digest, sha256_hex
+from ceremony.engine.derive import derive_root_private, mix_seed, seed_fingerprint, wipe
+from ceremony.engine.ports import Clock, Randomness, SecretOutput, ShareSplitter, Token
+from ceremony.engine.prompts import (
+    Abort,
+    ActionReady,
+    Answer,
+    ApprovalNeeded,
+    Begin,
+    BeginStep,
+    ConfirmationNeeded,
+    Finished,
+    Proceed,
+    Prompt,
+    Status,
+    TypedConfirmation,
+    Approval,
+)
+from ceremony.errors import (
+    CeremonyError,
+    CheckFailed,
+    InputError,
+    QuorumError,
+    TokenError,
+    UsageError,
+)
+from ceremony.model import statements as st
+from ceremony.model.policy import Policy
+from ceremony.model.rules import check_policy
+from ceremony.model.script import Script, Step
+from ceremony.transcript import (
+    Entry,
+    TranscriptWriter,
+    format_time,
+    parse_lines,
+    parse_time,
+    repair_tail,
+)
+
+SCRIPT_FILE = "script.toml"
+POLICY_FILE = "policy.toml"
+TRANSCRIPT_FILE = "transcript.jsonl"
+ROOT_PEM_FILE = "root-public-key.pem"
+CHECKSUMS_FILE = "SHA256SUMS"
+CHECKSUMS_SIG_FILE = "SHA256SUMS.sig"
+REHEARSAL_FILE = "REHEARSAL.txt"
+ENGINE_ACTOR = "engine"
+
+
+@dataclass
+class Devices:
+    """Everything the engine touches outside its own memory."""
+
+    clock: Clock
+    os_random: Randomness
+    token: Token
+    splitter: ShareSplitter
+    secrets: SecretOutput
+
+
+def transcript_key_label(ceremony_id: str) -> str:
+    return f"ceremony-transcript {ceremony_id}"
+
+
+def transcript_key_id(ceremony_id: str) -> str:
+    return sha256_hex(b"ceremony.transcript-key.v1|" + ceremony_id.encode())[:16]
+
+
+def share_commitment(ceremony_id: str, mnemonic: str) -> str:
+    """A public commitment to one share: lets a custodian check it later, reveals nothing."""
+    return digest({"type": "ceremony.share-commitment.v1", "ceremony": ceremony_id,
+                   "share": mnemonic})
+
+
+@dataclass
+class _StepState:
+    started: bool = False
+    approvals: list[str] = field(default_factory=list)
+    witnesses: list[str] = field(default_factory=list)
+    confirmed: bool = False
+    action_started: dict[str, Any] | None = None
+    action_done: bool = False
+    started_at: str = ""
+
+
+@dataclass
+class _State:
+    index: int = 0
+    step: _StepState = field(default_factory=_StepState)
+    root_public: bytes | None = None
+    outcome: str | None = None
+    sealed: bool = False
+
+
+class Engine:
+    """One ceremony in progress. Create with :meth:`start` or :meth:`resume`."""
+
+    def __init__(self, script: Script, policy: Policy, devices: Devices, bundle: Path,
+                 writer: TranscriptWriter, transcript_public: bytes, rehearsal: bool,
+                 state: _State) -> None:
+        self.script = script
+        self.policy = policy
+        self.devices = devices
+        self.bundle = bundle
+        self.writer = writer
+        self.transcript_public = transcript_public
+        self.rehearsal = rehearsal
+        self.state = state
+        self.admin = script.with_role("administrator")[0].id
+        self._tk = (transcript_key_label(script.ceremony_id),
+                    transcript_key_id(script.ceremony_id))
+
+    # ---------------------------------------------------------------- construction
+
+    @classmethod
+    def start(cls, script: Script, policy: Policy, script_bytes: bytes, policy_bytes: bytes,
+              devices: Devices, bundle: Path, *, rehearsal: bool) -> Engine:
+        """Begin a new ceremony in an empty bundle directory."""
+        _check_runnable(script, policy, script_bytes, policy_bytes, rehearsal)
+        if bundle.exists() and any(bundle.iterdir()):
+            raise UsageError(f"the output directory {bundle} already exists and is not empty",
+                             hint="choose a new --out directory, or use --resume to continue "
+                                  "the ceremony recorded there")
+        token = devices.token
+        rk = script.root_key
+        if token.find_objects(rk.label, rk.key_id):
+            raise TokenError(f"the token already holds a key labelled {rk.label!r} with id "
+                             f"{rk.key_id}", hint="use a fresh token, or change root_key.label "
+                             "and root_key.id in the script", requirement="CER-NO-CLOBBER")
+        bundle.mkdir(parents=True, exist_ok=True)
+        _write_file(bundle / SCRIPT_FILE, script_bytes)
+        _write_file(bundle / POLICY_FILE, policy_bytes)
+        if rehearsal:
+            _write_file(bundle / REHEARSAL_FILE, REHEARSAL_NOTE.encode())
+        label, key_id = transcript_key_label(script.ceremony_id), transcript_key_id(
+            script.ceremony_id)
+        leftovers = [o.as_dict() for o in token.destroy(label, key_id)]
+        public = token.generate_ed25519(label, key_id)
+        writer = TranscriptWriter(bundle / TRANSCRIPT_FILE, script.ceremony_id)
+        engine = cls(script, policy, devices, bundle, writer, public, rehearsal, _State())
+        engine._write(ENGINE_ACTOR, None, "ceremony.started", {
+            "tool": f"ceremony {__version__}",
+            "script_id": script.ceremony_id, "script_version": script.version,
+            "script_sha256": script.sha256, "policy_id": policy.policy_id,
+            "policy_version": policy.version, "policy_sha256": policy.sha256,
+            "rehearsal": rehearsal, "transcript_key": st.encode_key(public),
+            "token": token.describe(), "leftovers_destroyed": leftovers,
+        })
+        return engine
+
+    @classmethod
+    def resume(cls, script: Script, policy: Policy, devices: Devices, bundle: Path) -> Engine:
+        """Continue the ceremony recorded in ``bundle`` after a crash or a stop."""
+        path = bundle / TRANSCRIPT_FILE
+        if not path.is_file() or path.stat().st_size == 0:
+            raise UsageError(f"there is no transcript to resume in {bundle}",
+                             hint="start the ceremony without --resume")
+        repaired = repair_tail(path)
+        lines = parse_lines(path.read_bytes(), str(path))
+        prev = lines[0].entry.prev
+        for line in lines:
+            if line.entry.prev != prev or line.entry.ceremony != script.ceremony_id:
+                raise CheckFailed(f"{path}:{line.number}: the transcript's hash chain is "
+                                  "broken; it cannot be resumed",
+                                  hint="run `ceremony verify` on the bundle to see why",
+                                  requirement="CER-CHAIN")
+            prev = line.hash
+        first = lines[0].entry
+        if first.event != "ceremony.started":
+            raise CheckFailed(f"{path}:1: the transcript does not begin with ceremony.started",
+                              requirement="CER-CHAIN")
+        if first.payload.get("script_sha256") != script.sha256:
+            raise UsageError("this script is not the one the unfinished ceremony started with",
+                             hint=f"resume with the exact script in {bundle / SCRIPT_FILE}",
+                             requirement="CER-SCRIPT-PIN")
+        rehearsal = bool(first.payload.get("rehearsal"))
+        public = st.decode_key(first.payload["transcript_key"])
+        state = _fold(script, [ln.entry for ln in lines])
+        last = lines[-1]
+        writer = TranscriptWriter(path, script.ceremony_id, seq=last.entry.seq + 1,
+                                  head=last.hash, last_time=parse_time(last.entry.time))
+        engine = cls(script, policy, devices, bundle, writer, public, rehearsal, state)
+        if state.sealed:
+            engine._finalize()
+            return engine
+        found = devices.token.find_ed25519(*engine._tk)
+        if found != public:
+            raise TokenError("the ceremony's transcript key is not on this token",
+                             hint="insert the token the ceremony started on",
+                             requirement="CER-TRANSCRIPT-KEY")
+        engine._write(ENGINE_ACTOR, None, "ceremony.resumed",
+                      {"after_seq": last.entry.seq, "repaired_bytes": repaired})
+        if state.step.action_started is not None and not state.step.action_done:
+            engine._rollback_action("interrupted before it completed")
+        if state.outcome == "aborted":
+            engine._seal("aborted")
+        elif state.index >= len(script.steps):
+            engine._seal("completed")
+        return engine
+
+    # ---------------------------------------------------------------- the loop
+
+    def status(self) -> Status:
+        s, prompt = self.state, self.next_prompt()
+        step = self._step()
+        collected: tuple[str, ...] = ()
+        needed = 0
+        phase = {BeginStep: "begin", ConfirmationNeeded: "confirm", ActionReady: "action",
+                 Finished: "finished"}.get(type(prompt), "")
+        if isinstance(prompt, ApprovalNeeded):
+            phase = "approvals" if prompt.role == "custodian" else "witnesses"
+            collected, needed = prompt.collected, prompt.needed
+        return Status(self.script.ceremony_id, self.rehearsal, s.index, len(self.script.steps),
+                      step.id if step else None, phase, collected, needed, self.writer.seq,
+                      self.writer.head, s.outcome)
+
+    def next_prompt(self) -> Prompt:
+        """What the ceremony needs next. Pure: reading it changes nothing."""
+        s = self.state
+        if s.sealed or s.outcome is not None:
+            return Finished(s.outcome or "completed", self.writer.head,
+                            st.encode_key(s.root_public) if s.root_public else None)
+        step = self._step()
+        assert step is not None
+        if not s.step.started:
+            return BeginStep(step.id, s.index, len(self.script.steps), step.title,
+                             step.instructions)
+        if len(s.step.approvals) < step.approvals:
+            return self._approval_prompt(step, "custodian", step.approvers, s.step.approvals,
+                                         step.approvals)
+        witnesses = tuple(p.id for p in self.script.with_role("witness"))
+        if len(s.step.witnesses) < step.witnesses:
+            return self._approval_prompt(step, "witness", witnesses, s.step.witnesses,
+                                         step.witnesses)
+        if step.confirm and not s.step.confirmed:
+            return ConfirmationNeeded(step.id, step.confirm)
+        return ActionReady(step.id, step.action, ACTION_TEXT[step.action])
+
+    def submit(self, answer: Answer) -> Prompt:
+        """Apply one answer; raise a CeremonyError (changing nothing) if it is refused."""
+        prompt = self.next_prompt()
+        if isinstance(answer, Abort):
+            if isinstance(prompt, Finished):
+                raise UsageError("the ceremony is already sealed; there is nothing to abort")
+            self._abort(answer.reason)
+            return self.next_prompt()
+        step = self._step()
+        if isinstance(prompt, Finished) or step is None:
+            raise UsageError("the ceremony is already sealed")
+        if isinstance(prompt, BeginStep) and isinstance(answer, Begin):
+            self._write(self.admin, step.id, "step.started", {
+                "index": self.state.index, "title": step.title, "action": step.action,
+                "step_digest": st.step_digest(self.script.step_definition(step))})
+        elif isinstance(prompt, ApprovalNeeded) and isinstance(answer, Approval):
+            self._accept_approval(prompt, answer)
+        elif isinstance(prompt, ConfirmationNeeded) and isinstance(answer, TypedConfirmation):
+            if answer.text != prompt.phrase:
+                raise QuorumError(f"the typed confirmation does not match {prompt.phrase!r}",
+                                  hint="type the phrase exactly, in capitals",
+                                  requirement="CER-CONFIRM")
+            self._write(self.admin, step.id, "confirmation", {"phrase": prompt.phrase})
+        elif isinstance(prompt, ActionReady) and isinstance(answer, Proceed):
+            self._run_action(step)
+        else:
+            raise UsageError(f"the ceremony is waiting for {type(prompt).__name__}, "
+                             f"not {type(answer).__name__}",
+                             hint="answer the current prompt")
+        self._advance()
+        return self.next_prompt()
+
+    def add_note(self, actor: str, text: str) -> Entry:
+        """Record a participant's note (a witness's deviation, say) in the transcript."""
+        if self.script.participant(actor) is None:
+            raise InputError(f"{actor!r} is not a participant of this ceremony")
+        if self.state.sealed:
+            raise UsageError("the ceremony is sealed; notes can no longer be added")
+        step = self._step()
+        return self._write(actor, step.id if step and self.state.step.started else None,
+                           "note", {"text": text})
+
+    # ---------------------------------------------------------------- internals
+
+    def _step(self) -> Step | None:
+        steps = self.script.steps
+        return steps[self.state.index] if self.state.index < len(steps) else None
+
+    def _now(self) -> datetime:
+        return self.devices.clock.now()
+
+    def _write(self, actor: str, step: str | None, event: str, payload: dict[str, Any],
+               moment: datetime | None = None) -> Entry:
+        entry = self.writer.append(moment or self._now(), actor, step, event, payload)
+        self.state = _apply(self.script, self.state, entry)
+        return entry
+
+    def _approval_prompt(self, step: Step, role: str, eligible: tuple[str, ...],
+                         collected: list[str], needed: int) -> ApprovalNeeded:
+        template = st.approval_statement(
+            ceremony=self.script.ceremony_id, script_sha256=self.script.sha256, step=step.id,
+            step_digest=st.step_digest(self.script.step_definition(step)),
+            head=self.writer.head, role=role, participant="",
+            time=format_time(self._now()))
+        return ApprovalNeeded(step.id, role, eligible, tuple(collected), needed, template)
+
+    def _accept_approval(self, prompt: ApprovalNeeded, answer: Approval) -> None:
+        who = answer.participant
+        kind = "approval" if prompt.role == "custodian" else "witness acknowledgement"
+        if who not in prompt.eligible:
+            raise QuorumError(f"{who!r} may not give the {kind} for step {prompt.step!r}",
+                              hint=f"eligible: {', '.join(prompt.eligible)}",
+                              requirement="CER-QUORUM")
+        if who in prompt.collected:
+            raise QuorumError(f"{who!r} has already given the {kind} for step {prompt.step!r}",
+                              hint="each participant counts once per step",
+                              requirement="CER-QUORUM")
+        expected = prompt.for_participant(who)
+        statement = answer.statement
+        same = {k: v for k, v in statement.items() if k != "time"} == {
+            k: v for k, v in expected.items() if k != "time"}
+        if not same or set(statement) != set(expected):
+            raise QuorumError(f"the {kind} from {who!r} was made for another ceremony, step or "
+                              "transcript head", hint="sign the statement of the current prompt",
+                              requirement="CER-APPROVAL-BINDING")
+        try:
+            signed_at = parse_time(str(statement["time"]))
+        except ValueError:
+            raise QuorumError(f"the {kind} from {who!r} has a malformed time",
+                              requirement="CER-APPROVAL-BINDING") from None
+        if not parse_time(self.state.step.started_at) <= signed_at <= self._now():
+            raise QuorumError(f"the {kind} from {who!r} was signed outside this step's window",
+                              hint="sign again now", requirement="CER-APPROVAL-BINDING")
+        participant = self.script.participant(who)
+        assert participant is not None
+        if not st.verify_ed25519(participant.public_key_bytes, answer.signature,
+                                 st.message(statement)):
+            raise QuorumError(f"the signature on the {kind} from {who!r} does not verify "
+                              "with their identity key", hint="sign with the key the script "
+                              "names for them", requirement="CER-APPROVAL-SIG")
+        event = "approval" if prompt.role == "custodian" else "witness.ack"
+        self._write(who, prompt.step, event, {"statement": statement,
+                                              "signature": st.b64(answer.signature)})
+
+    def _advance(self) -> None:
+        step = self._step()
+        if step is None:
+            return
+        prompt = self.next_prompt()
+        done = isinstance(prompt, ActionReady) and (
+            step.action == "none" or self.state.step.action_done)
+        if not done:
+            return
+        completed = self._write(ENGINE_ACTOR, step.id, "step.completed", {"index": self.state.index})
+        del completed
+        self._checkpoint()
+        if self.state.index >= len(self.script.steps):
+            self._seal("completed")
+
+    def _sign_transcript(self, statement: dict[str, Any]) -> str:
+        return st.b64(self.devices.token.sign_ed25519(*self._tk, st.message(statement)))
+
+    def _checkpoint(self) -> None:
+        statement = st.checkpoint_statement(ceremony=self.script.ceremony_id,
+                                            seq=self.writer.seq - 1, head=self.writer.head)
+        self._write(ENGINE_ACTOR, None, "checkpoint",
+                    {"statement": statement, "signature": self._sign_transcript(statement)})
+
+    def _seal(self, outcome: str) -> None:
+        moment = self._now()
+        statement = st.seal_statement(
+            ceremony=self.script.ceremony_id, script_sha256=self.script.sha256,
+            policy_sha256=self.policy.sha256, head=self.writer.head, entries=self.writer.seq,
+            outcome=outcome, time=format_time(moment))
+        payload: dict[str, Any] = {"statement": statement,
+                                   "transcript_signature": self._sign_transcript(statement)}
+        if outcome == "completed":
+            rk = self.script.root_key
+            payload["root_key_signature"] = st.b64(self.devices.token.sign_ed25519(
+                rk.label, rk.key_id, st.message(statement)))
+        self._write(ENGINE_ACTOR, None, "seal", payload, moment)
+        self._finalize()
+
+    def _finalize(self) -> None:
+        """Write the signed checksum list, then retire the transcript key. Idempotent."""
+        sums_path = self.bundle / CHECKSUMS_FILE
+        if not (self.bundle / CHECKSUMS_SIG_FILE).is_file():
+            sums = checksum_list(self.bundle)
+            statement = st.checksums_statement(ceremony=self.script.ceremony_id,
+                                               checksums=sums)
+            signature = self._sign_transcript(statement)
+            _write_file(sums_path, sums)
+            _write_file(self.bundle / CHECKSUMS_SIG_FILE, (signature + "\n").encode())
+        self.devices.token.destroy(*self._tk)
+        self.writer.close()
+
+    # ---------------------------------------------------------------- actions
+
+    def _run_action(self, step: Step) -> None:
+        if step.action != "provision_root_key":
+            raise ValueError(f"no handler for action {step.action}")
+        rk = self.script.root_key
+        if rk.algorithm != "ed25519":
+            raise InputError(f"root keys of kind {rk.kind} cannot be provisioned by this "
+                             "version yet", hint="use algorithm = \"ed25519\"")
+        self._write(self.admin, step.id, "action.started", {
+            "action": step.action,
+            "will_create": [{"label": rk.label, "id": rk.key_id}],
+        })
+        try:
+            self._provision_root_key(step)
+        except CeremonyError as exc:
+            self._rollback_action(exc.message)
+            raise
+        except Exception as exc:  # a device library failing in a way we did not foresee
+            self._rollback_action(f"{type(exc).__name__}")
+            raise TokenError(f"the step {step.id!r} failed and was rolled back "
+                             f"({type(exc).__name__})", hint="check the token, then retry "
+                             "or abort") from exc
+
+    def _provision_root_key(self, step: Step) -> None:
+        token, script, rk = self.devices.token, self.script, self.script.root_key
+        sources = [("os", self.devices.os_random.random_bytes(32)),
+                   ("token", token.random_bytes(32))]
+        seed = mix_seed(sources)
+        private = bytearray()
+        try:
+            self._write(ENGINE_ACTOR, step.id, "entropy.collected", {
+                "sources": [{"source": name, "bytes": len(data)} for name, data in sources],
+                "combiner": "sha256-length-prefixed (docs/kdf.md)", "seed_bytes": len(seed)})
+            del sources
+            private = derive_root_private(seed, rk)
+            expected = Ed25519PrivateKey.from_private_bytes(bytes(private)).public_key()
+            expected_raw = expected.public_bytes(serialization.Encoding.Raw,
+                                                 serialization.PublicFormat.Raw)
+            public = token.import_ed25519(rk.label, rk.key_id, private)
+            wipe(private)
+            challenge = canonical_bytes({"type": "ceremony.pairwise.v1",
+                                         "ceremony": script.ceremony_id,
+                                         "key": st.encode_key(expected_raw)})
+            signature = token.sign_ed25519(rk.label, rk.key_id, challenge)
+            if public != expected_raw or not st.verify_ed25519(expected_raw, signature,
+                                                               challenge):
+                raise TokenError("the new root key failed its pairwise-consistency test",
+                                 hint="the token or its module is faulty; abort",
+                                 requirement="CER-PAIRWISE")
+            self._write(ENGINE_ACTOR, step.id, "root_key.created", {
+                "kind": rk.kind, "label": rk.label, "id": rk.key_id,
+                "public_key": st.encode_key(public),
+                "fingerprint": sha256_hex(public),
+                "pairwise_check": "passed (signed on token, verified with cryptography)",
+                "attributes": {"sensitive": True, "extractable": False},
+                "derivation": "hkdf-sha256 (docs/kdf.md)",
+            })
+            self._split_shares(step, seed)
+            pem = Ed25519PublicKey.from_public_bytes(public).public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            if self.rehearsal:
+                pem = b"REHEARSAL: not a production key\n" + pem
+            _write_file(self.bundle / ROOT_PEM_FILE, pem)
+            self._write(ENGINE_ACTOR, step.id, "action.completed", {
+                "action": step.action,
+                "created": [o.as_dict() for o in token.find_objects(rk.label, rk.key_id)],
+                "files": {ROOT_PEM_FILE: sha256_hex(pem)},
+            })
+        finally:
+            wipe(seed)
+            wipe(private)
+
+    def _split_shares(self, step: Step, seed: bytearray) -> None:
+        script = self.script
+        scheme = script.shares
+        identifier, groups = self.devices.splitter.split(
+            seed, scheme.group_threshold, [(g.threshold, len(g.members)) for g in scheme.groups])
+        holders = []
+        quorum: list[str] = []
+        for gi, (group, mnemonics) in enumerate(zip(scheme.groups, groups, strict=True)):
+            if gi < scheme.group_threshold:
+                quorum.extend(mnemonics[: group.threshold])
+            for mi, (member, mnemonic) in enumerate(zip(group.members, mnemonics, strict=True)):
+                participant = script.participant(member)
+                assert participant is not None
+                where = self.devices.secrets.write_share(
+                    member, participant.name, gi + 1, mi + 1, mnemonic,
+                    {"ceremony": script.ceremony_id, "rehearsal": self.rehearsal,
+                     "key_label": script.root_key.label})
+                holders.append({"participant": member, "group": gi + 1, "member": mi + 1,
+                                "commitment": share_commitment(script.ceremony_id, mnemonic),
+                                "delivered_to": where})
+        # Prove the set before the seed is gone: one quorum must give the seed back.
+        rebuilt = self.devices.splitter.combine(quorum)
+        same = rebuilt == seed
+        wipe(rebuilt)
+        del quorum, groups
+        if not same:
+            raise CheckFailed("the shares do not reconstruct the seed", hint="abort",
+                              requirement="CER-SHARES-PROOF")
+        self._write(ENGINE_ACTOR, step.id, "shares.created", {
+            "scheme": "slip39", "identifier": identifier,
+            "group_threshold": scheme.group_threshold,
+            "groups": [{"threshold": g.threshold, "count": len(g.members)}
+                       for g in scheme.groups],
+            "holders": holders, "seed_fingerprint": seed_fingerprint(seed, script.ceremony_id),
+            "reconstruction_check": "passed (one quorum)",
+        })
+
+    def _rollback_action(self, reason: str) -> None:
+        destroyed = self._destroy_created()
+        self._write(ENGINE_ACTOR, self._step().id if self._step() else None,
+                    "action.rolled_back", {"reason": reason, **destroyed})
+
+    def _destroy_created(self) -> dict[str, Any]:
+        rk = self.script.root_key
+        objects = [o.as_dict() for o in self.devices.token.destroy(rk.label, rk.key_id)]
+        shares = self.devices.secrets.remove_all()
+        pem = self.bundle / ROOT_PEM_FILE
+        files = []
+        if pem.exists():
+            pem.unlink()
+            files.append(ROOT_PEM_FILE)
+        return {"destroyed_objects": objects, "removed_share_sheets": len(shares),
+                "removed_files": files}
+
+    def _abort(self, reason: str) -> None:
+        destroyed = self._destroy_created()
+        self._write(self.admin, self._step().id if self._step() else None, "ceremony.aborted",
+                    {"reason": reason, **destroyed})
+        self._seal("aborted")
+
+
+ACTION_TEXT = {
+    "none": "Complete this step.",
+    "provision_root_key": "Generate the seed from OS and token randomness, derive the root "
+                          "key, install it in the token as non-extractable, test it, and "
+                          "split the seed into SLIP-39 shares for the custodians.",
+}
+
+REHEARSAL_NOTE = """REHEARSAL
+This bundle was made by `ceremony rehearse` on a throwaway SoftHSM2 token with simulated
+custodians. Nothing in it is a production key; do not trust it for anything but practice.
+"""
+
+
+def _check_runnable(script: Script, policy: Policy, script_bytes: bytes, policy_bytes: bytes,
+                    rehearsal: bool) -> None:
+    if sha256_hex(script_bytes) != script.sha256 or sha256_hex(policy_bytes) != policy.sha256:
+        raise ValueError("script or policy bytes do not match the parsed objects")
+    violations = check_policy(script, policy, rehearsal=rehearsal)
+    if violations:
+        raise violations[0]
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Write a file atomically and durably (temp file, fsync, rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def checksum_list(bundle: Path) -> bytes:
+    """``sha256sum``-compatible lines for every bundle file except the list and its signature."""
+    lines = []
+    for path in sorted(bundle.rglob("*")):
+        rel = path.relative_to(bundle).as_posix()
+        if path.is_file() and rel not in (CHECKSUMS_FILE, CHECKSUMS_SIG_FILE):
+            lines.append(f"{sha256_hex(path.read_bytes())}  {rel}\n")
+    return "".join(lines).encode()
+
+
+def _apply(script: Script, state: _State, entry: Entry) -> _State:
+    """Fold one transcript entry into the engine state (used live and on resume)."""
+    s = state
+    event, p = entry.event, entry.payload
+    if event == "step.started":
+        s.step = _StepState(started=True, started_at=entry.time)
+    elif event == "approval":
+        s.step.approvals.append(entry.actor)
+    elif event == "witness.ack":
+        s.step.witnesses.append(entry.actor)
+    elif event == "confirmation":
+        s.step.confirmed = True
+    elif event == "action.started":
+        s.step.action_started = p
+        s.step.action_done = False
+    elif event == "action.completed":
+        s.step.action_done = True
+    elif event == "action.rolled_back":
+        s.step.action_started = None
+        s.step.action_done = False
+        s.root_public = None
+    elif event == "root_key.created":
+        s.root_public = st.decode_key(p["public_key"])
+    elif event == "step.completed":
+        s.index += 1
+        s.step = _StepState()
+    elif event == "ceremony.aborted":
+        s.outcome = "aborted"
+        s.root_public = None
+    elif event == "seal":
+        s.sealed = True
+        s.outcome = p["statement"]["outcome"]
+    return s
+
+
+def _fold(script: Script, entries: list[Entry]) -> _State:
+    state = _State()
+    for entry in entries:
+        state = _apply(script, state, entry)
+    return state

@@ -1,0 +1,61 @@
+"""Seed mixing and root-key derivation: the documented, domain-separated KDFs (docs/kdf.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from ceremony.model.script import RootKeySpec
+
+SEED_DOMAIN = b"ceremony.seed.v1"
+ROOT_KEY_DOMAIN = b"ceremony.root-key.v1"
+FINGERPRINT_DOMAIN = b"ceremony.seed-fingerprint.v1"
+
+
+def wipe(buffer: bytearray) -> None:
+    """Overwrite a secret buffer in place."""
+    for i in range(len(buffer)):
+        buffer[i] = 0
+
+
+def mix_seed(parts: list[tuple[str, bytes]]) -> bytearray:
+    """SHA-256 over the domain tag and each source's name and bytes, length-prefixed.
+
+    The seed is as unpredictable as the best source: an attacker who knows or controls
+    every source but one still faces that one's full entropy through the hash.
+    """
+    h = hashlib.sha256(SEED_DOMAIN)
+    for name, data in parts:
+        tag = name.encode("ascii")
+        h.update(len(tag).to_bytes(2, "big") + tag + len(data).to_bytes(4, "big"))
+        h.update(data)
+    return bytearray(h.digest())
+
+
+def _hkdf_sha256(ikm: bytearray, salt: bytes, info: bytes, length: int) -> bytearray:
+    # RFC 5869 written out over bytearrays, so no immutable copy of the secret is left.
+    prk = bytearray(hmac.new(salt, bytes(ikm), hashlib.sha256).digest())
+    out = bytearray()
+    block = b""
+    counter = 1
+    while len(out) < length:
+        block = hmac.new(bytes(prk), block + info + bytes([counter]), hashlib.sha256).digest()
+        out += block
+        counter += 1
+    wipe(prk)
+    del out[length:]
+    return out
+
+
+def derive_root_private(seed: bytearray, spec: RootKeySpec) -> bytearray:
+    """The root key's private scalar/seed for ``spec``: HKDF-SHA256, one info string per key."""
+    if spec.algorithm != "ed25519":
+        raise ValueError(f"derivation for {spec.kind} is not implemented")
+    info = ROOT_KEY_DOMAIN + b"|" + spec.kind.encode() + b"|" + bytes.fromhex(spec.key_id)
+    return _hkdf_sha256(seed, ROOT_KEY_DOMAIN, info, 32)
+
+
+def seed_fingerprint(seed: bytearray, ceremony_id: str) -> str:
+    """A public commitment to the seed, bound to the ceremony; reveals nothing usable."""
+    mac = hmac.new(FINGERPRINT_DOMAIN + b"|" + ceremony_id.encode(), bytes(seed), hashlib.sha256)
+    return mac.hexdigest()

@@ -1,0 +1,98 @@
+"""The narrow interfaces through which the engine reaches the world.
+
+Adapters in ceremony.adapters implement these against real devices (SoftHSM2 or a vendor
+PKCS#11 module, the OS, the file system); tests may implement them in memory. Nothing here
+imports a device library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware."""
+        ...
+
+
+class Randomness(Protocol):
+    def random_bytes(self, n: int) -> bytes:
+        """``n`` bytes from this source."""
+        ...
+
+
+@dataclass(frozen=True)
+class TokenObject:
+    """A key object on the token, described by public attributes only."""
+
+    label: str
+    key_id: str  # hex CKA_ID
+    object_class: str  # "private_key" | "public_key" | "secret_key"
+    key_type: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"label": self.label, "id": self.key_id, "class": self.object_class,
+                "key_type": self.key_type}
+
+
+class Token(Protocol):
+    """One PKCS#11 token with an open, logged-in session."""
+
+    def describe(self) -> dict[str, Any]:
+        """Public identity of module and token, for the transcript."""
+        ...
+
+    def random_bytes(self, n: int) -> bytes:
+        """``n`` bytes from the token's generator."""
+        ...
+
+    def generate_ed25519(self, label: str, key_id: str) -> bytes:
+        """Generate a non-extractable Ed25519 key pair on the token; return the public key."""
+        ...
+
+    def import_ed25519(self, label: str, key_id: str, private_seed: bytearray) -> bytes:
+        """Import an Ed25519 private key as sensitive and non-extractable; return its public key."""
+        ...
+
+    def find_ed25519(self, label: str, key_id: str) -> bytes | None:
+        """The public key of the Ed25519 pair with this label and id, if present."""
+        ...
+
+    def sign_ed25519(self, label: str, key_id: str, data: bytes) -> bytes:
+        """Sign ``data`` with the private key of that label and id, on the token."""
+        ...
+
+    def find_objects(self, label: str, key_id: str) -> list[TokenObject]:
+        """Every object with this label and id."""
+        ...
+
+    def destroy(self, label: str, key_id: str) -> list[TokenObject]:
+        """Destroy every object with this label and id; return what was destroyed."""
+        ...
+
+
+class ShareSplitter(Protocol):
+    def split(self, secret: bytearray, group_threshold: int,
+              groups: list[tuple[int, int]]) -> tuple[int, list[list[str]]]:
+        """Split ``secret`` into SLIP-39 mnemonics; return (identifier, groups of shares)."""
+        ...
+
+    def combine(self, mnemonics: list[str]) -> bytearray:
+        """Recover the secret from a quorum of mnemonics."""
+        ...
+
+
+class SecretOutput(Protocol):
+    """Where share sheets go: a place the operator names, never the bundle."""
+
+    def write_share(self, participant: str, name: str, group: int, member: int,
+                    mnemonic: str, context: dict[str, Any]) -> str:
+        """Write one custodian's share sheet; return a public description of where."""
+        ...
+
+    def remove_all(self) -> list[str]:
+        """Remove every share sheet of this ceremony (rollback); return what was removed."""
+        ...

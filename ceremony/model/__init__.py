@@ -1,0 +1,1 @@
+"""Frozen data model: scripts, policies, answers and transcript entries, strictly parsed."""

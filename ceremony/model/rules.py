@@ -1,0 +1,62 @@
+"""The check of a script against its policy, shared by lint, run and the verifier."""
+
+from __future__ import annotations
+
+from ceremony.errors import PolicyViolation
+from ceremony.model.policy import Policy
+from ceremony.model.script import Script
+from ceremony.model.strict import Locator, format_path
+
+
+def check_policy(script: Script, policy: Policy, *, rehearsal: bool,
+                 script_text: str | None = None) -> list[PolicyViolation]:
+    """Every way ``script`` breaks ``policy``, in script order; empty when it complies."""
+    where = Locator(script_text) if script_text is not None else None
+    out: list[PolicyViolation] = []
+
+    def fail(path: tuple[str | int, ...], message: str, requirement: str, hint: str) -> None:
+        line = where.line(path) if where else None
+        loc = f"{script.source_name}:{line}" if line else script.source_name
+        out.append(PolicyViolation(f"{loc}: {format_path(path)}: {message}", hint=hint,
+                                   requirement=requirement))
+
+    if script.policy_sha256 is not None and script.policy_sha256 != policy.sha256:
+        fail(("policy", "sha256"), f"does not match the policy file {policy.source_name} "
+             f"(its SHA-256 is {policy.sha256})", "CER-POLICY-PIN",
+             "review the policy change, then update policy.sha256 in the script")
+    if script.root_key.kind not in policy.allowed_keys:
+        fail(("root_key", "algorithm"), f"a {script.root_key.kind} root key is not allowed by "
+             f"policy {policy.policy_id!r}", "CER-POLICY-KEY",
+             f"use one of: {', '.join(policy.allowed_keys)}")
+    if script.root_key.lifetime_days > policy.max_key_lifetime_days:
+        fail(("root_key", "lifetime_days"), f"{script.root_key.lifetime_days} days is longer "
+             f"than the policy's maximum of {policy.max_key_lifetime_days}",
+             "CER-POLICY-LIFETIME", "shorten the key lifetime")
+    if script.shares.group_threshold < policy.min_group_threshold:
+        fail(("shares", "group_threshold"), f"{script.shares.group_threshold} is below the "
+             f"policy's minimum of {policy.min_group_threshold}", "CER-POLICY-THRESHOLD",
+             "raise the group threshold or add groups")
+    for i, group in enumerate(script.shares.groups):
+        if not policy.min_member_threshold <= group.threshold <= policy.max_member_threshold:
+            fail(("shares", "groups", i, "threshold"), f"{group.threshold} is outside the "
+                 f"policy's range {policy.min_member_threshold} to "
+                 f"{policy.max_member_threshold}", "CER-POLICY-THRESHOLD",
+                 "change the group's threshold")
+    for i, step in enumerate(script.steps):
+        if not step.sensitive:
+            continue
+        if step.approvals < policy.min_approvals:
+            fail(("steps", i, "approvals"), f"step {step.id!r} needs at least "
+                 f"{policy.min_approvals} custodian approvals by policy, not {step.approvals}",
+                 "CER-QUORUM", "raise approvals for this step")
+        if step.witnesses < policy.required_witnesses:
+            fail(("steps", i, "witnesses"), f"step {step.id!r} needs at least "
+                 f"{policy.required_witnesses} witnesses by policy, not {step.witnesses}",
+                 "CER-WITNESS", "raise witnesses for this step")
+        if not step.confirm:
+            fail(("steps", i, "confirm"), f"step {step.id!r} is sensitive and needs a typed "
+                 "confirmation phrase", "CER-CONFIRM", "add confirm = \"...\" to the step")
+    if rehearsal and not policy.rehearsal_allowed:
+        fail(("policy", "path"), f"policy {policy.policy_id!r} does not allow rehearsals",
+             "CER-REHEARSAL", "rehearse with a policy that allows it")
+    return out

@@ -1,0 +1,291 @@
+"""The ceremony script: who is in the room, what key to make, how to share it, which steps."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ceremony.canonical import sha256_hex
+from ceremony.errors import ScriptError
+from ceremony.model.strict import Fields, Source, read_source
+
+ROLES = ("administrator", "custodian", "witness", "auditor")
+ALGORITHMS = ("ed25519", "ecdsa", "rsa")
+CURVES = ("p256", "p384")
+RSA_SIZES = (3072, 4096)
+ACTIONS = ("none", "provision_root_key")
+# Steps whose action creates or exposes key material: the policy's quorum applies to them.
+SENSITIVE_ACTIONS = ("provision_root_key",)
+
+ID_PATTERN = r"[a-z0-9][a-z0-9._-]{2,63}"
+PARTICIPANT_PATTERN = r"[a-z][a-z0-9_-]{0,31}"
+STEP_PATTERN = r"[a-z][a-z0-9-]{0,47}"
+
+
+@dataclass(frozen=True)
+class Participant:
+    id: str
+    name: str
+    role: str
+    public_key: str  # "ed25519:" + standard base64 of the 32-byte key
+
+    @property
+    def public_key_bytes(self) -> bytes:
+        return base64.b64decode(self.public_key.split(":", 1)[1])
+
+
+@dataclass(frozen=True)
+class RootKeySpec:
+    algorithm: str
+    curve: str | None
+    size: int | None
+    label: str
+    key_id: str  # hex CKA_ID
+    lifetime_days: int
+
+    @property
+    def kind(self) -> str:
+        """The policy's name for this key kind: ed25519, ecdsa-p256, rsa-3072 ..."""
+        if self.algorithm == "ecdsa":
+            return f"ecdsa-{self.curve}"
+        if self.algorithm == "rsa":
+            return f"rsa-{self.size}"
+        return self.algorithm
+
+
+@dataclass(frozen=True)
+class ShareGroup:
+    threshold: int
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ShareScheme:
+    group_threshold: int
+    groups: tuple[ShareGroup, ...]
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    title: str
+    instructions: str
+    action: str
+    approvals: int
+    approvers: tuple[str, ...]
+    witnesses: int
+    confirm: str | None
+
+    @property
+    def sensitive(self) -> bool:
+        return self.action in SENSITIVE_ACTIONS
+
+
+@dataclass(frozen=True)
+class TokenSpec:
+    module: str | None
+    uri: str | None
+
+
+@dataclass(frozen=True)
+class Script:
+    ceremony_id: str
+    version: int
+    title: str
+    policy_path: str
+    policy_sha256: str | None
+    token: TokenSpec
+    participants: tuple[Participant, ...]
+    root_key: RootKeySpec
+    shares: ShareScheme
+    steps: tuple[Step, ...]
+    sha256: str
+    source_name: str
+
+    def participant(self, pid: str) -> Participant | None:
+        return next((p for p in self.participants if p.id == pid), None)
+
+    def with_role(self, role: str) -> tuple[Participant, ...]:
+        return tuple(p for p in self.participants if p.role == role)
+
+    def step(self, sid: str) -> Step | None:
+        return next((s for s in self.steps if s.id == sid), None)
+
+    def step_definition(self, step: Step) -> dict[str, Any]:
+        """The public description of a step that approvals bind to (through its digest)."""
+        out: dict[str, Any] = {
+            "id": step.id, "title": step.title, "instructions": step.instructions,
+            "action": step.action, "approvals": step.approvals,
+            "approvers": list(step.approvers), "witnesses": step.witnesses,
+            "confirm": step.confirm,
+        }
+        if step.action == "provision_root_key":
+            rk = self.root_key
+            out["root_key"] = {"kind": rk.kind, "label": rk.label, "id": rk.key_id,
+                               "lifetime_days": rk.lifetime_days}
+            out["shares"] = {"group_threshold": self.shares.group_threshold,
+                             "groups": [{"threshold": g.threshold, "members": list(g.members)}
+                                        for g in self.shares.groups]}
+        return out
+
+
+def _public_key(f: Fields, name: str) -> str:
+    value = f.str(name, max_len=120)
+    prefix, _, b64 = value.partition(":")
+    if prefix != "ed25519":
+        raise f.fail(name, "must start with 'ed25519:' (the only identity key type so far)")
+    try:
+        raw = base64.b64decode(b64, validate=True)
+    except binascii.Error:
+        raise f.fail(name, "is not valid base64 after 'ed25519:'") from None
+    if len(raw) != 32:
+        raise f.fail(name, f"must hold 32 bytes of Ed25519 public key, not {len(raw)}")
+    try:
+        Ed25519PublicKey.from_public_bytes(raw)
+    except ValueError:
+        raise f.fail(name, "is not a valid Ed25519 public key") from None
+    return value
+
+
+def parse_script(text: str, name: str) -> Script:
+    """Strictly parse script TOML; raise ScriptError naming file, line and field."""
+    top = Source(name, text, ScriptError).load()
+    ceremony_id = top.str("ceremony_id", pattern=ID_PATTERN,
+                          what="a lower-case id of 3 to 64 letters, digits, '.', '_' or '-'")
+    version = top.int("version", low=1, high=2**31)
+    title = top.str("title", max_len=200)
+
+    pol = top.table("policy")
+    assert pol is not None
+    policy_path = pol.str("path", max_len=400)
+    policy_sha = pol.str("sha256", required=False, pattern=r"[0-9a-f]{64}",
+                         what="64 lower-case hex digits")
+    pol.done()
+
+    tok = top.table("token", required=False)
+    token = TokenSpec(None, None)
+    if tok is not None:
+        module = tok.str("module", required=False, max_len=400)
+        uri = tok.str("uri", required=False, pattern=r"pkcs11:.*", max_len=400,
+                      what="a PKCS#11 URI (RFC 7512) starting with 'pkcs11:'")
+        tok.done()
+        token = TokenSpec(module, uri)
+
+    participants: list[Participant] = []
+    seen_keys: dict[str, str] = {}
+    for i, p in enumerate(top.tables("participants", min_len=1, max_len=64)):
+        pid = p.str("id", pattern=PARTICIPANT_PATTERN,
+                    what="a lower-case name of up to 32 letters, digits, '_' or '-'")
+        if any(q.id == pid for q in participants):
+            raise p.fail("id", f"participant {pid!r} is listed twice")
+        pname = p.str("name", max_len=100)
+        role = p.choice("role", ROLES)
+        key = _public_key(p, "public_key")
+        if key in seen_keys:
+            raise p.fail("public_key", f"is the same key as participant {seen_keys[key]!r}",
+                         hint="every participant needs an identity key of their own")
+        seen_keys[key] = pid
+        p.done()
+        participants.append(Participant(pid, pname, role, key))
+        del i
+    by_id = {p.id: p for p in participants}
+    custodians = [p.id for p in participants if p.role == "custodian"]
+    witnesses = [p.id for p in participants if p.role == "witness"]
+    if not any(p.role == "administrator" for p in participants):
+        raise top.fail("participants", "names no administrator",
+                       hint="add a participant with role = \"administrator\"")
+    if not custodians:
+        raise top.fail("participants", "names no custodian",
+                       hint="add participants with role = \"custodian\"")
+
+    rk = top.table("root_key")
+    assert rk is not None
+    algorithm = rk.choice("algorithm", ALGORITHMS)
+    curve = size = None
+    if algorithm == "ecdsa":
+        curve = rk.choice("curve", CURVES)
+    if algorithm == "rsa":
+        size = rk.int("size", low=2048, high=8192)
+        if size not in RSA_SIZES:
+            raise rk.fail("size", f"{size} is not one of {', '.join(map(str, RSA_SIZES))}")
+    label = rk.str("label", pattern=r"[ -~]{1,64}", max_len=64,
+                   what="1 to 64 printable ASCII characters")
+    key_id = rk.str("id", pattern=r"(?:[0-9a-f]{2}){1,32}", max_len=64,
+                    what="1 to 32 bytes in lower-case hex")
+    lifetime = rk.int("lifetime_days", low=1, high=36500)
+    rk.done()
+    root_key = RootKeySpec(algorithm, curve, size, label, key_id, lifetime)
+
+    sh = top.table("shares")
+    assert sh is not None
+    groups: list[ShareGroup] = []
+    group_tables = sh.tables("groups", min_len=1, max_len=16)
+    for g in group_tables:
+        members = g.str_list("members", min_len=1, max_len=16)
+        for m in members:
+            if m not in by_id:
+                raise g.fail("members", f"{m!r} is not a participant of this script")
+            if by_id[m].role != "custodian":
+                raise g.fail("members", f"{m!r} is a {by_id[m].role}, not a custodian",
+                             hint="only custodians hold shares")
+        threshold = g.int("threshold", low=1, high=16)
+        if threshold > len(members):
+            raise g.fail("threshold", f"{threshold} is more than the {len(members)} members")
+        if threshold == 1 and len(members) > 1:
+            raise g.fail("threshold", "a threshold of 1 needs exactly one member (SLIP-39)",
+                         hint="raise the threshold or list one member")
+        g.done()
+        groups.append(ShareGroup(threshold, members))
+    group_threshold = sh.int("group_threshold", low=1, high=16)
+    if group_threshold > len(groups):
+        raise sh.fail("group_threshold", f"{group_threshold} is more than the {len(groups)} groups")
+    sh.done()
+    shares = ShareScheme(group_threshold, tuple(groups))
+
+    steps: list[Step] = []
+    for s in top.tables("steps", min_len=1, max_len=200):
+        sid = s.str("id", pattern=STEP_PATTERN,
+                    what="a lower-case step id of letters, digits and '-'")
+        if any(x.id == sid for x in steps):
+            raise s.fail("id", f"step {sid!r} is listed twice")
+        stitle = s.str("title", max_len=120)
+        instructions = s.str("instructions", max_len=4000)
+        action = s.choice("action", ACTIONS, default="none")
+        approvers = s.str_list("approvers", required=False, min_len=1, max_len=64,
+                               default=tuple(custodians))
+        for a in approvers:
+            if a not in by_id:
+                raise s.fail("approvers", f"{a!r} is not a participant of this script")
+            if by_id[a].role != "custodian":
+                raise s.fail("approvers", f"{a!r} is a {by_id[a].role}, not a custodian")
+        approvals = s.int("approvals", low=0, high=64, default=0)
+        if approvals > len(approvers):
+            raise s.fail("approvals", f"{approvals} approvals cannot come from "
+                                      f"{len(approvers)} approvers")
+        n_witnesses = s.int("witnesses", low=0, high=64, default=0)
+        if n_witnesses > len(witnesses):
+            raise s.fail("witnesses", f"{n_witnesses} witnesses are needed but the script "
+                                      f"names {len(witnesses)}")
+        confirm = s.str("confirm", required=False, pattern=r"[A-Z0-9 -]{3,64}", max_len=64,
+                        what="3 to 64 upper-case letters, digits, spaces or '-'")
+        s.done()
+        steps.append(Step(sid, stitle, instructions, action, approvals, approvers,
+                          n_witnesses, confirm))
+    provisions = [i for i, s in enumerate(steps) if s.action == "provision_root_key"]
+    if len(provisions) != 1:
+        raise top.fail("steps", f"must have exactly one step with action = "
+                                f"\"provision_root_key\", not {len(provisions)}")
+    top.done()
+    return Script(ceremony_id, version, title, policy_path, policy_sha, token,
+                  tuple(participants), root_key, shares, tuple(steps),
+                  sha256_hex(text.encode("utf-8")), name)
+
+
+def load_script(path: Path) -> Script:
+    source = read_source(path, ScriptError, "script")
+    return parse_script(source.text, source.name)

@@ -1,0 +1,132 @@
+"""`ceremony rehearse`: the sample ceremony end to end on a throwaway SoftHSM2 token.
+
+Simulated participants get fresh identity keys (rehearsal key files, marked as such), the
+sample script is rewritten with their public keys, and the headless runner answers for
+them. Everything secret (share sheets, identity keys) goes to ``OUT/secret``; the public
+bundle goes to ``OUT/bundle`` and is verified before the summary is printed.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from ceremony.errors import UsageError
+from ceremony.model.answers import Answers, StepAnswers
+from ceremony.model.script import Script, parse_script
+
+
+def sample_texts() -> tuple[str, str]:
+    """The packaged sample script and policy, as a user would copy them."""
+    data = resources.files("ceremony").joinpath("data")
+    return data.joinpath("script.toml").read_text(), data.joinpath("policy.toml").read_text()
+
+
+@dataclass
+class Cast:
+    """Simulated participants: the script rewritten with their keys, and their signers."""
+
+    script_text: str
+    script: Script
+    signers: dict[str, object]
+
+
+def make_cast(script_text: str, random_bytes: Callable[[int], bytes]) -> Cast:
+    """Give every participant of the template a fresh identity key and put it in the script."""
+    from ceremony.adapters.identity import KeyFileSigner
+
+    template = parse_script(script_text, "script.toml")
+    signers: dict[str, object] = {}
+    for participant in template.participants:
+        signer = KeyFileSigner.generate(participant.id, random_bytes(32))
+        script_text = script_text.replace(participant.public_key, signer.public_key)
+        signers[participant.id] = signer
+    script = parse_script(script_text, "script.toml")
+    return Cast(script_text, script, signers)
+
+
+def simulated_answers(script: Script, identities: dict[str, Path] | None = None) -> Answers:
+    """Answers in which the first eligible people approve and the phrase is typed right."""
+    witnesses = tuple(p.id for p in script.with_role("witness"))
+    steps = {
+        s.id: StepAnswers(s.id, s.approvers[: s.approvals], witnesses[: s.witnesses],
+                          s.confirm, None)
+        for s in script.steps
+    }
+    return Answers(script.ceremony_id, identities or {}, steps, "(simulated participants)")
+
+
+def answers_toml(script: Script, answers: Answers) -> str:
+    """The simulated answers as a file a user can read and reuse with `ceremony run`."""
+    lines = [f'ceremony_id = "{script.ceremony_id}"', "", "[identities]",
+             "# REHEARSAL identity keys (plain files are allowed in rehearsals only)"]
+    lines += [f'{pid} = "{path}"' for pid, path in answers.identities.items()]
+    for s in answers.steps.values():
+        lines += ["", "[[steps]]", f'id = "{s.step}"']
+        if s.approvals:
+            lines.append("approvals = [" + ", ".join(f'"{a}"' for a in s.approvals) + "]")
+        if s.witnesses:
+            lines.append("witnesses = [" + ", ".join(f'"{a}"' for a in s.witnesses) + "]")
+        if s.confirm:
+            lines.append(f'confirm = "{s.confirm}"')
+    return "\n".join(lines) + "\n"
+
+
+def prepare_out(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"{out} already exists; a rehearsal never overwrites a bundle",
+                         hint="choose another --out directory, or remove the old one")
+
+
+def rehearse(out: Path, say: Callable[[str], None] = print) -> tuple[Path, Path]:
+    """Run the sample ceremony on a fresh SoftHSM2 token; return (bundle, secret dir)."""
+    from ceremony.adapters.identity import KeyFileSigner
+    from ceremony.adapters.pkcs11_token import Pkcs11Token
+    from ceremony.adapters.sharesheets import ShareSheetDirectory
+    from ceremony.adapters.slip39 import Slip39Splitter
+    from ceremony.adapters.softhsm import create_token
+    from ceremony.adapters.system import OsRandomness, SystemClock
+    from ceremony.engine.core import Devices, Engine
+    from ceremony.headless import run_headless
+    from ceremony.model.policy import parse_policy
+
+    prepare_out(out)
+    bundle, secret = out / "bundle", out / "secret"
+    script_template, policy_text = sample_texts()
+    secret.mkdir(parents=True, mode=0o700)
+    cast = make_cast(script_template, secrets.token_bytes)
+    identities = {}
+    (secret / "identities").mkdir(mode=0o700)
+    for pid, signer in cast.signers.items():
+        assert isinstance(signer, KeyFileSigner)
+        path = secret / "identities" / f"{pid}.pem"
+        signer.save(path)
+        identities[pid] = path
+    (secret / "script.toml").write_text(cast.script_text)
+    (secret / "policy.toml").write_text(policy_text)
+    answers = simulated_answers(cast.script, identities)
+    (secret / "answers.toml").write_text(answers_toml(cast.script, answers))
+    policy = parse_policy(policy_text, "policy.toml")
+
+    workdir = Path(tempfile.mkdtemp(prefix="ceremony-rehearsal-token-"))
+    try:
+        throwaway = create_token(workdir, f"rehearsal-{secrets.token_hex(4)}")
+        say(f"REHEARSAL on a throwaway SoftHSM2 token ({throwaway.label}) with simulated "
+            "participants")
+        token = Pkcs11Token(throwaway.module, throwaway.uri, throwaway.pin)
+        try:
+            devices = Devices(SystemClock(), OsRandomness(), token, Slip39Splitter(),
+                              ShareSheetDirectory(secret / "shares", cast.script.ceremony_id))
+            engine = Engine.start(cast.script, policy, cast.script_text.encode(),
+                                  policy_text.encode(), devices, bundle, rehearsal=True)
+            run_headless(engine, answers, cast.signers, say)  # type: ignore[arg-type]
+        finally:
+            token.close()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return bundle, secret

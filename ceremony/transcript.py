@@ -1,0 +1,189 @@
+"""The transcript: append-only JSON Lines, one RFC 8785 line per entry, SHA-256 chained.
+
+This module is shared by the engine (which writes) and the verifier (which reads); it
+imports only the standard library and the canonical encoding. docs/transcript-format.md is
+the specification; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ceremony.canonical import CanonicalError, canonical_bytes, parse_strict
+from ceremony.errors import BundleFormatError, DeviceError
+
+FORMAT_VERSION = 1
+GENESIS = "0" * 64
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+ENTRY_KEYS = frozenset({"v", "seq", "time", "ceremony", "actor", "step", "event", "payload",
+                        "prev"})
+
+
+def format_time(moment: datetime) -> str:
+    """UTC, microseconds, 'Z': the one timestamp form of the transcript."""
+    if moment.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware")
+    return moment.astimezone(UTC).strftime(TIME_FORMAT)
+
+
+def parse_time(text: str) -> datetime:
+    """Parse a transcript timestamp; raise ValueError unless it is in the one exact form."""
+    if len(text) != 27 or text[-1] != "Z" or text[19] != ".":
+        raise ValueError(f"timestamp {text!r} is not YYYY-MM-DDTHH:MM:SS.ffffffZ")
+    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Entry:
+    seq: int
+    time: str
+    ceremony: str
+    actor: str
+    step: str | None
+    event: str
+    payload: dict[str, Any]
+    prev: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"v": FORMAT_VERSION, "seq": self.seq, "time": self.time,
+                "ceremony": self.ceremony, "actor": self.actor, "step": self.step,
+                "event": self.event, "payload": self.payload, "prev": self.prev}
+
+    def line(self) -> bytes:
+        """The canonical bytes of this entry, without the newline."""
+        return canonical_bytes(self.to_dict())
+
+
+def entry_hash(line: bytes) -> str:
+    return hashlib.sha256(line).hexdigest()
+
+
+def entry_from_dict(value: Any) -> Entry:
+    """Build an Entry from parsed JSON, checking field names and types (never coercing)."""
+    if not isinstance(value, dict):
+        raise ValueError("an entry must be a JSON object")
+    if value.keys() != ENTRY_KEYS:
+        missing = sorted(ENTRY_KEYS - value.keys())
+        extra = sorted(value.keys() - ENTRY_KEYS)
+        raise ValueError(f"entry fields are wrong (missing {missing}, unknown {extra})")
+    if value["v"] != FORMAT_VERSION:
+        raise ValueError(f"format version {value['v']!r} is not {FORMAT_VERSION}")
+    seq, time, ceremony, actor, step, event, payload, prev = (
+        value["seq"], value["time"], value["ceremony"], value["actor"], value["step"],
+        value["event"], value["payload"], value["prev"])
+    if type(seq) is not int or seq < 0:
+        raise ValueError("seq must be a non-negative integer")
+    for name, item in (("time", time), ("ceremony", ceremony), ("actor", actor),
+                       ("event", event), ("prev", prev)):
+        if type(item) is not str:
+            raise ValueError(f"{name} must be a string")
+    if step is not None and type(step) is not str:
+        raise ValueError("step must be a string or null")
+    if type(payload) is not dict:
+        raise ValueError("payload must be an object")
+    if len(prev) != 64:
+        raise ValueError("prev must be 64 hex digits")
+    return Entry(seq, time, ceremony, actor, step, event, payload, prev)
+
+
+@dataclass(frozen=True)
+class Line:
+    """One transcript line as read: its bytes, hash and entry."""
+
+    number: int  # 1-based line number in the file
+    raw: bytes
+    hash: str
+    entry: Entry
+
+
+def parse_lines(data: bytes, name: str) -> list[Line]:
+    """Strictly parse transcript bytes: canonical JSON per line, newline-terminated."""
+    if not data:
+        raise BundleFormatError("the transcript is empty", file=name,
+                                hint="a ceremony transcript has at least its first entry")
+    if not data.endswith(b"\n"):
+        raise BundleFormatError("the last line is not terminated (truncated write?)",
+                                file=name, line=data.count(b"\n") + 1,
+                                hint="the transcript was cut short; `ceremony run --resume` "
+                                     "repairs an unfinished one")
+    out: list[Line] = []
+    for number, raw in enumerate(data[:-1].split(b"\n"), start=1):
+        try:
+            entry = entry_from_dict(parse_strict(raw))
+        except (CanonicalError, ValueError) as exc:
+            raise BundleFormatError(f"entry is malformed: {exc}", file=name, line=number,
+                                    hint="the transcript was altered or damaged") from None
+        out.append(Line(number, raw, hashlib.sha256(raw).hexdigest(), entry))
+    return out
+
+
+class TranscriptWriter:
+    """Appends entries to a transcript file, one write and one fsync per entry.
+
+    The file is the ceremony's write-ahead log: an entry is on disk before the engine
+    acts on it, so after a crash the transcript says exactly how far the ceremony got.
+    """
+
+    def __init__(self, path: Path, ceremony: str, *, seq: int = 0, head: str = GENESIS,
+                 last_time: datetime | None = None) -> None:
+        self.path = path
+        self.ceremony = ceremony
+        self.seq = seq
+        self.head = head
+        self.last_time = last_time
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise DeviceError(f"cannot open the transcript {path} ({exc.strerror})",
+                              hint="check the output directory is writable") from None
+
+    def append(self, moment: datetime, actor: str, step: str | None, event: str,
+               payload: dict[str, Any]) -> Entry:
+        if self.last_time is not None and moment < self.last_time:
+            raise DeviceError("the clock went backwards during the ceremony",
+                              hint="fix the workstation clock, then resume",
+                              requirement="CER-TIME")
+        entry = Entry(self.seq, format_time(moment), self.ceremony, actor, step, event,
+                      payload, self.head)
+        line = entry.line()
+        try:
+            written = os.write(self._fd, line + b"\n")
+            if written != len(line) + 1:
+                raise OSError(0, "short write")
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise DeviceError(f"cannot write the transcript {self.path} ({exc.strerror})",
+                              hint="free disk space or fix the medium, then resume") from None
+        self.seq += 1
+        self.head = entry_hash(line)
+        self.last_time = moment
+        return entry
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def repair_tail(path: Path) -> int:
+    """Cut an unterminated last line left by a crash mid-write; return bytes removed."""
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return 0
+    keep = data.rfind(b"\n") + 1
+    with path.open("r+b") as handle:
+        handle.truncate(keep)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return len(data) - keep
+
+
+def dumps_pretty(entry: Entry) -> str:
+    """A readable rendering of one entry for people (never hashed)."""
+    return json.dumps(entry.to_dict(), indent=2, ensure_ascii=False)

@@ -1,0 +1,526 @@
+"""The auditor's verifier: checks a ceremony bundle end to end, offline.
+
+It imports only the data model, the canonical encoding, the transcript reader, the errors
+and ``cryptography``: no device library, no engine, no UI. It fails closed: a step that
+cannot run (because an earlier one failed) is reported as not verified, and a step with
+nothing to check where something is required (no approvals on a quorum step) fails.
+
+The steps, in order (docs/transcript-format.md specifies each rule):
+
+1. bundle     the bundle's required files are present
+2. parse      script and policy parse strictly; every transcript line is canonical JSON
+3. chain      seq counts from 0, each prev is the SHA-256 of the line before, one ceremony
+4. time       every timestamp is UTC with microseconds and never goes backwards
+5. start      the first entry starts the ceremony and pins the script and policy digests
+6. signatures approvals, acknowledgements, checkpoints and the seal verify
+7. quorum     each completed step had its approvals, witnesses and confirmation, in order
+8. policy     the script complies with its policy (for a rehearsal, as recorded)
+9. checksums  SHA256SUMS lists every file with its digest and is signed by the transcript key
+10. seal      the last entry is the seal, covering everything before it, with a valid outcome
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ceremony.canonical import sha256_hex
+from ceremony.errors import CeremonyError
+from ceremony.model import statements as st
+from ceremony.model.policy import Policy, parse_policy
+from ceremony.model.rules import check_policy
+from ceremony.model.script import Script, Step, parse_script
+from ceremony.transcript import GENESIS, Entry, Line, parse_lines, parse_time
+
+SCRIPT_FILE = "script.toml"
+POLICY_FILE = "policy.toml"
+TRANSCRIPT_FILE = "transcript.jsonl"
+ROOT_PEM_FILE = "root-public-key.pem"
+CHECKSUMS_FILE = "SHA256SUMS"
+CHECKSUMS_SIG_FILE = "SHA256SUMS.sig"
+REQUIRED_FILES = (SCRIPT_FILE, POLICY_FILE, TRANSCRIPT_FILE, CHECKSUMS_FILE, CHECKSUMS_SIG_FILE)
+STEP_NAMES = ("bundle", "parse", "chain", "time", "start", "signatures", "quorum", "policy",
+              "checksums", "seal")
+
+# The exact payload fields of every event the format defines.
+PAYLOAD_FIELDS: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in {
+    "ceremony.started": ("tool", "script_id", "script_version", "script_sha256", "policy_id",
+                         "policy_version", "policy_sha256", "rehearsal", "transcript_key",
+                         "token", "leftovers_destroyed"),
+    "ceremony.resumed": ("after_seq", "repaired_bytes"),
+    "step.started": ("index", "title", "action", "step_digest"),
+    "approval": ("statement", "signature"),
+    "witness.ack": ("statement", "signature"),
+    "confirmation": ("phrase",),
+    "note": ("text",),
+    "action.started": ("action", "will_create"),
+    "entropy.collected": ("sources", "combiner", "seed_bytes"),
+    "root_key.created": ("kind", "label", "id", "public_key", "fingerprint", "pairwise_check",
+                         "attributes", "derivation"),
+    "shares.created": ("scheme", "identifier", "group_threshold", "groups", "holders",
+                       "seed_fingerprint", "reconstruction_check"),
+    "action.completed": ("action", "created", "files"),
+    "action.rolled_back": ("reason", "destroyed_objects", "removed_share_sheets",
+                           "removed_files"),
+    "step.completed": ("index",),
+    "checkpoint": ("statement", "signature"),
+    "ceremony.aborted": ("reason", "destroyed_objects", "removed_share_sheets",
+                         "removed_files"),
+    "seal": ("statement", "transcript_signature", "root_key_signature"),
+}.items()}
+OPTIONAL_FIELDS = {"seal": frozenset({"root_key_signature"})}
+
+
+@dataclass
+class StepResult:
+    number: int
+    name: str
+    ok: bool | None = None  # None: not run, because an earlier step failed
+    detail: str = ""
+    line: int | None = None
+    seq: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"step": self.number, "name": self.name,
+                "result": {True: "pass", False: "fail", None: "not run"}[self.ok],
+                "detail": self.detail, "line": self.line, "seq": self.seq}
+
+
+@dataclass
+class Report:
+    bundle: str
+    steps: list[StepResult] = field(default_factory=lambda: [
+        StepResult(i + 1, name) for i, name in enumerate(STEP_NAMES)])
+    ceremony_id: str | None = None
+    rehearsal: bool | None = None
+    outcome: str | None = None
+    head: str | None = None
+    root_public_key: str | None = None
+    root_fingerprint: str | None = None
+    entries: int = 0
+    approvals: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(s.ok is True for s in self.steps)
+
+    @property
+    def first_failure(self) -> StepResult | None:
+        return next((s for s in self.steps if s.ok is False), None)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"bundle": self.bundle, "verified": self.ok, "ceremony_id": self.ceremony_id,
+                "rehearsal": self.rehearsal, "outcome": self.outcome, "head": self.head,
+                "entries": self.entries, "root_public_key": self.root_public_key,
+                "root_fingerprint": self.root_fingerprint, "approvals": self.approvals,
+                "steps": [s.as_dict() for s in self.steps]}
+
+
+class _Fail(Exception):
+    def __init__(self, detail: str, line: Line | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.line = line
+
+
+def verify_bundle(bundle: Path) -> Report:
+    """Run every step on ``bundle``; the first failure stops the steps after it."""
+    report = Report(str(bundle))
+    ctx: dict[str, Any] = {"bundle": bundle}
+    checks = (_bundle, _parse, _chain, _time, _start, _signatures, _quorum, _policy,
+              _checksums, _seal)
+    for result, check in zip(report.steps, checks, strict=True):
+        try:
+            check(ctx, report)
+        except _Fail as exc:
+            result.ok = False
+            result.detail = exc.detail
+            if exc.line is not None:
+                result.line, result.seq = exc.line.number, exc.line.entry.seq
+            break
+        result.ok = True
+    return report
+
+
+# ---------------------------------------------------------------- 1. bundle
+
+def _bundle(ctx: dict[str, Any], report: Report) -> None:
+    bundle: Path = ctx["bundle"]
+    if not bundle.is_dir():
+        raise _Fail(f"{bundle} is not a directory")
+    missing = [name for name in REQUIRED_FILES if not (bundle / name).is_file()]
+    if missing:
+        raise _Fail(f"missing {', '.join(missing)}")
+
+
+# ---------------------------------------------------------------- 2. parse
+
+def _parse(ctx: dict[str, Any], report: Report) -> None:
+    bundle: Path = ctx["bundle"]
+    try:
+        script_text = (bundle / SCRIPT_FILE).read_bytes().decode("utf-8")
+        policy_text = (bundle / POLICY_FILE).read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise _Fail("the script or policy is not UTF-8") from None
+    try:
+        ctx["script"] = parse_script(script_text, SCRIPT_FILE)
+        ctx["policy"] = parse_policy(policy_text, POLICY_FILE)
+        lines = parse_lines((bundle / TRANSCRIPT_FILE).read_bytes(), TRANSCRIPT_FILE)
+    except CeremonyError as exc:
+        raise _Fail(exc.message) from None
+    ctx["script_text"] = script_text
+    for line in lines:
+        event, payload = line.entry.event, line.entry.payload
+        expected = PAYLOAD_FIELDS.get(event)
+        if expected is None:
+            raise _Fail(f"unknown event {event!r}", line)
+        keys = frozenset(payload)
+        if keys != expected and keys != expected - OPTIONAL_FIELDS.get(event, frozenset()):
+            raise _Fail(f"{event} payload has fields {sorted(keys)}, expected "
+                        f"{sorted(expected)}", line)
+    ctx["lines"] = lines
+    report.entries = len(lines)
+
+
+# ---------------------------------------------------------------- 3. chain
+
+def _chain(ctx: dict[str, Any], report: Report) -> None:
+    lines: list[Line] = ctx["lines"]
+    script: Script = ctx["script"]
+    prev = GENESIS
+    for expected_seq, line in enumerate(lines):
+        entry = line.entry
+        if entry.seq != expected_seq:
+            raise _Fail(f"seq is {entry.seq}, expected {expected_seq} (an entry was dropped, "
+                        "duplicated or moved)", line)
+        if entry.prev != prev:
+            what = "the genesis value" if expected_seq == 0 else \
+                f"the hash of line {line.number - 1}"
+            raise _Fail(f"prev does not match {what} (an entry before it was altered, "
+                        "removed or replaced)", line)
+        if entry.ceremony != script.ceremony_id:
+            raise _Fail(f"entry belongs to ceremony {entry.ceremony!r}, not "
+                        f"{script.ceremony_id!r} (spliced in from another transcript)", line)
+        prev = line.hash
+    report.head = prev
+    report.ceremony_id = script.ceremony_id
+
+
+# ---------------------------------------------------------------- 4. time
+
+def _time(ctx: dict[str, Any], report: Report) -> None:
+    last = None
+    for line in ctx["lines"]:
+        try:
+            moment = parse_time(line.entry.time)
+        except ValueError as exc:
+            raise _Fail(str(exc), line) from None
+        if last is not None and moment < last:
+            raise _Fail("timestamp goes backwards", line)
+        last = moment
+
+
+# ---------------------------------------------------------------- 5. start
+
+def _start(ctx: dict[str, Any], report: Report) -> None:
+    lines: list[Line] = ctx["lines"]
+    script: Script = ctx["script"]
+    policy: Policy = ctx["policy"]
+    first = lines[0]
+    p = first.entry.payload
+    if first.entry.event != "ceremony.started":
+        raise _Fail("the first entry is not ceremony.started", first)
+    if p["script_sha256"] != script.sha256:
+        raise _Fail("the transcript was made with another script than the bundle's", first)
+    if p["policy_sha256"] != policy.sha256:
+        raise _Fail("the transcript was made with another policy than the bundle's", first)
+    if type(p["rehearsal"]) is not bool:
+        raise _Fail("rehearsal must be true or false", first)
+    try:
+        ctx["transcript_key"] = st.decode_key(p["transcript_key"])
+        Ed25519PublicKey.from_public_bytes(ctx["transcript_key"])
+    except (ValueError, TypeError, binascii.Error):
+        raise _Fail("the transcript key is not a valid Ed25519 public key", first) from None
+    for line in lines[1:]:
+        if line.entry.event == "ceremony.started":
+            raise _Fail("a second ceremony.started entry", line)
+    report.rehearsal = p["rehearsal"]
+
+
+# ---------------------------------------------------------------- 6. signatures
+
+def _sig(text: Any, line: Line) -> bytes:
+    try:
+        return st.unb64(text)
+    except (binascii.Error, TypeError, ValueError):
+        raise _Fail("a signature is not valid base64", line) from None
+
+
+def _signatures(ctx: dict[str, Any], report: Report) -> None:
+    script: Script = ctx["script"]
+    policy: Policy = ctx["policy"]
+    transcript_key: bytes = ctx["transcript_key"]
+    root: bytes | None = None
+    for line in ctx["lines"]:
+        e, p = line.entry, line.entry.payload
+        if e.event in ("approval", "witness.ack"):
+            statement = p["statement"]
+            if not isinstance(statement, dict):
+                raise _Fail("the approval statement is not an object", line)
+            participant = script.participant(str(statement.get("participant")))
+            if participant is None or participant.id != e.actor:
+                raise _Fail(f"the approval is from {e.actor!r}, who is not the participant "
+                            "named in its statement or not in the script", line)
+            if not st.verify_ed25519(participant.public_key_bytes, _sig(p["signature"], line),
+                                     st.message(statement)):
+                raise _Fail(f"the signature of {e.actor!r} does not verify with their "
+                            "identity key", line)
+        elif e.event == "checkpoint":
+            expected = st.checkpoint_statement(ceremony=e.ceremony, seq=e.seq - 1, head=e.prev)
+            if p["statement"] != expected:
+                raise _Fail("the checkpoint does not cover the entry before it", line)
+            if not st.verify_ed25519(transcript_key, _sig(p["signature"], line),
+                                     st.message(expected)):
+                raise _Fail("the checkpoint signature does not verify with the transcript "
+                            "key", line)
+        elif e.event == "root_key.created":
+            try:
+                root = st.decode_key(p["public_key"])
+            except (ValueError, TypeError, binascii.Error):
+                raise _Fail("the root public key is malformed", line) from None
+            report.root_public_key = p["public_key"]
+            report.root_fingerprint = sha256_hex(root)
+            if p["fingerprint"] != report.root_fingerprint:
+                raise _Fail("the root key fingerprint does not match its public key", line)
+        elif e.event in ("action.rolled_back", "ceremony.aborted"):
+            root = None
+            report.root_public_key = report.root_fingerprint = None
+        elif e.event == "seal":
+            statement = p["statement"]
+            outcome = statement.get("outcome") if isinstance(statement, dict) else None
+            expected = st.seal_statement(
+                ceremony=e.ceremony, script_sha256=script.sha256, policy_sha256=policy.sha256,
+                head=e.prev, entries=e.seq, outcome=str(outcome), time=e.time)
+            if statement != expected or e.actor != "engine" or e.step is not None:
+                raise _Fail("the seal statement does not match the transcript it closes", line)
+            if not st.verify_ed25519(transcript_key, _sig(p["transcript_signature"], line),
+                                     st.message(statement)):
+                raise _Fail("the seal's transcript-key signature does not verify", line)
+            if outcome == "completed":
+                if root is None or "root_key_signature" not in p:
+                    raise _Fail("a completed ceremony's seal must be signed by the root key",
+                                line)
+                if not st.verify_ed25519(root, _sig(p["root_key_signature"], line),
+                                         st.message(statement)):
+                    raise _Fail("the seal's root-key signature (proof of possession) does "
+                                "not verify", line)
+    ctx["root"] = root
+
+
+# ---------------------------------------------------------------- 7. quorum
+
+@dataclass
+class _Attempt:
+    step: Step
+    started: Line
+    approvals: list[str] = field(default_factory=list)
+    witnesses: list[str] = field(default_factory=list)
+    confirmed: bool = False
+    action_open: bool = False
+    action_done: bool = False
+
+
+def _step_digest(script: Script, step: Step) -> str:
+    return st.step_digest(script.step_definition(step))
+
+
+def _quorum(ctx: dict[str, Any], report: Report) -> None:
+    script: Script = ctx["script"]
+    steps = script.steps
+    index = 0
+    attempt: _Attempt | None = None
+    aborted = False
+    for line in ctx["lines"]:
+        e, p = line.entry, line.entry.payload
+        if e.event in ("ceremony.started", "ceremony.resumed", "checkpoint", "note", "seal"):
+            continue
+        if e.event == "ceremony.aborted":
+            aborted = True
+            continue
+        if aborted:
+            raise _Fail(f"{e.event} after the ceremony was aborted", line)
+        if e.event == "step.started":
+            if index >= len(steps):
+                raise _Fail("a step starts after the last step of the script", line)
+            step = steps[index]
+            if e.step != step.id or p["index"] != index:
+                raise _Fail(f"step {e.step!r} starts out of order (expected {step.id!r})", line)
+            if attempt is not None:
+                raise _Fail(f"step {e.step!r} starts again before it completed", line)
+            if p["step_digest"] != _step_digest(script, step) or p["action"] != step.action:
+                raise _Fail(f"step {step.id!r} was run with another definition than the "
+                            "script's", line)
+            attempt = _Attempt(step, line)
+            continue
+        if attempt is None or e.step != attempt.step.id:
+            raise _Fail(f"{e.event} outside the step it names ({e.step!r})", line)
+        step = attempt.step
+        if e.event in ("approval", "witness.ack"):
+            _check_approval(script, step, attempt, line)
+            role = "custodian" if e.event == "approval" else "witness"
+            (attempt.approvals if role == "custodian" else attempt.witnesses).append(e.actor)
+            report.approvals.append({"step": step.id, "participant": e.actor, "role": role,
+                                     "time": e.time})
+        elif e.event == "confirmation":
+            if step.confirm is None or p["phrase"] != step.confirm:
+                raise _Fail(f"the confirmation phrase is not the script's for {step.id!r}",
+                            line)
+            attempt.confirmed = True
+        elif e.event == "action.started":
+            if step.action == "none" or p["action"] != step.action:
+                raise _Fail(f"action {p['action']!r} is not the action of step {step.id!r}",
+                            line)
+            _require_authorized(step, attempt, line)
+            attempt.action_open, attempt.action_done = True, False
+        elif e.event in ("entropy.collected", "root_key.created", "shares.created",
+                         "action.completed"):
+            if not attempt.action_open:
+                raise _Fail(f"{e.event} outside an action", line)
+            if e.event == "action.completed":
+                attempt.action_open, attempt.action_done = False, True
+        elif e.event == "action.rolled_back":
+            attempt.action_open = attempt.action_done = False
+        elif e.event == "step.completed":
+            _require_authorized(step, attempt, line)
+            if step.action != "none" and not attempt.action_done:
+                raise _Fail(f"step {step.id!r} completed without its action completing", line)
+            index += 1
+            attempt = None
+    ctx["completed_steps"] = index
+    ctx["aborted"] = aborted
+
+
+def _require_authorized(step: Step, attempt: _Attempt, line: Line) -> None:
+    if len(attempt.approvals) < step.approvals:
+        raise _Fail(f"step {step.id!r} went ahead with {len(attempt.approvals)} of "
+                    f"{step.approvals} custodian approvals", line)
+    if len(attempt.witnesses) < step.witnesses:
+        raise _Fail(f"step {step.id!r} went ahead with {len(attempt.witnesses)} of "
+                    f"{step.witnesses} witness acknowledgements", line)
+    if step.confirm and not attempt.confirmed:
+        raise _Fail(f"step {step.id!r} went ahead without its typed confirmation", line)
+
+
+def _check_approval(script: Script, step: Step, attempt: _Attempt, line: Line) -> None:
+    e, statement = line.entry, line.entry.payload["statement"]
+    role = "custodian" if e.event == "approval" else "witness"
+    eligible = step.approvers if role == "custodian" else tuple(
+        p.id for p in script.with_role("witness"))
+    if e.actor not in eligible:
+        raise _Fail(f"{e.actor!r} is not eligible to approve step {step.id!r} as {role}", line)
+    if e.actor in attempt.approvals + attempt.witnesses:
+        raise _Fail(f"{e.actor!r} approved step {step.id!r} twice", line)
+    expected = st.approval_statement(
+        ceremony=script.ceremony_id, script_sha256=script.sha256, step=step.id,
+        step_digest=_step_digest(script, step), head=e.prev, role=role, participant=e.actor,
+        time=str(statement.get("time")))
+    if statement != expected:
+        raise _Fail(f"the approval of {e.actor!r} is bound to another ceremony, script, step "
+                    "or transcript head (replayed?)", line)
+    try:
+        signed = parse_time(str(statement["time"]))
+    except ValueError:
+        raise _Fail("the approval time is malformed", line) from None
+    if not parse_time(attempt.started.entry.time) <= signed <= parse_time(e.time):
+        raise _Fail(f"the approval of {e.actor!r} was signed outside the step's window", line)
+
+
+# ---------------------------------------------------------------- 8. policy
+
+def _policy(ctx: dict[str, Any], report: Report) -> None:
+    violations = check_policy(ctx["script"], ctx["policy"], rehearsal=bool(report.rehearsal),
+                              script_text=ctx["script_text"])
+    if violations:
+        raise _Fail(violations[0].message)
+
+
+# ---------------------------------------------------------------- 9. checksums
+
+def _checksums(ctx: dict[str, Any], report: Report) -> None:
+    bundle: Path = ctx["bundle"]
+    sums = (bundle / CHECKSUMS_FILE).read_bytes()
+    listed: dict[str, str] = {}
+    for number, raw in enumerate(sums.decode("utf-8", "replace").splitlines(), start=1):
+        digest, sep, name = raw.partition("  ")
+        if not sep or len(digest) != 64 or name in listed or not name:
+            raise _Fail(f"{CHECKSUMS_FILE} line {number} is malformed")
+        listed[name] = digest
+    present = {p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file()}
+    present -= {CHECKSUMS_FILE, CHECKSUMS_SIG_FILE}
+    if present - listed.keys():
+        raise _Fail(f"files not in {CHECKSUMS_FILE}: {', '.join(sorted(present - listed.keys()))}")
+    if listed.keys() - present:
+        raise _Fail(f"files missing from the bundle: "
+                    f"{', '.join(sorted(listed.keys() - present))}")
+    for name, digest in sorted(listed.items()):
+        if sha256_hex((bundle / name).read_bytes()) != digest:
+            raise _Fail(f"{name} does not match its digest in {CHECKSUMS_FILE}")
+    try:
+        signature = base64.b64decode((bundle / CHECKSUMS_SIG_FILE).read_bytes().strip(),
+                                     validate=True)
+    except binascii.Error:
+        raise _Fail(f"{CHECKSUMS_SIG_FILE} is not base64") from None
+    statement = st.checksums_statement(ceremony=ctx["script"].ceremony_id, checksums=sums)
+    if not st.verify_ed25519(ctx["transcript_key"], signature, st.message(statement)):
+        raise _Fail(f"{CHECKSUMS_SIG_FILE} does not verify with the transcript key")
+
+
+# ---------------------------------------------------------------- 10. seal
+
+def _seal(ctx: dict[str, Any], report: Report) -> None:
+    lines: list[Line] = ctx["lines"]
+    script: Script = ctx["script"]
+    last = lines[-1]
+    seals = [ln for ln in lines if ln.entry.event == "seal"]
+    if not seals:
+        raise _Fail(f"the transcript ends at line {last.number} without a seal (truncated?)",
+                    last)
+    if seals[0] is not last:
+        raise _Fail("entries follow the seal", lines[seals[0].number])
+    outcome = last.entry.payload["statement"]["outcome"]
+    if outcome == "completed":
+        if ctx["aborted"] or ctx["completed_steps"] != len(script.steps):
+            raise _Fail(f"the seal says completed but {ctx['completed_steps']} of "
+                        f"{len(script.steps)} steps completed", last)
+        _check_root_pem(ctx, last)
+    elif outcome == "aborted":
+        if not ctx["aborted"]:
+            raise _Fail("the seal says aborted but no ceremony.aborted entry precedes it", last)
+    else:
+        raise _Fail(f"unknown outcome {outcome!r}", last)
+    report.outcome = outcome
+
+
+def _check_root_pem(ctx: dict[str, Any], last: Line) -> None:
+    path: Path = ctx["bundle"] / ROOT_PEM_FILE
+    if not path.is_file():
+        raise _Fail(f"the bundle has no {ROOT_PEM_FILE}", last)
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except ValueError:
+        raise _Fail(f"{ROOT_PEM_FILE} is not a PEM public key") from None
+    if not isinstance(key, Ed25519PublicKey) or key.public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw) != ctx["root"]:
+        raise _Fail(f"{ROOT_PEM_FILE} is not the root key the transcript records")
+
+
+def entry_summary(entry: Entry) -> str:
+    """One line per entry, for people reading a verification report."""
+    step = f" [{entry.step}]" if entry.step else ""
+    return f"#{entry.seq} {entry.time} {entry.actor}{step} {entry.event}"
