@@ -7,6 +7,7 @@ module sees a PKCS11Error. Tokens are found by label or RFC 7512 URI, never by s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -97,10 +98,8 @@ class Pkcs11Token:
         self._params = encode_named_curve_parameters(ED25519_OID)
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(pkcs11.PKCS11Error):
             self._session.close()
-        except pkcs11.PKCS11Error:
-            pass
 
     def describe(self) -> dict[str, Any]:
         t, lib = self._token, self._lib

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         print("ceremony: interrupted; `ceremony run --resume` continues an unfinished "
               "ceremony", file=sys.stderr)
         return Kind.INTERRUPTED.value
-    except Exception as exc:  # noqa: BLE001 -- the last line of defence: no tracebacks
+    except Exception as exc:
         print(f"ceremony: internal error ({type(exc).__name__}); this is a bug, please "
               "report it with the command you ran", file=sys.stderr)
         if os.environ.get("CEREMONY_DEBUG"):

@@ -30,6 +30,7 @@ from ceremony.engine.prompts import (
     Abort,
     ActionReady,
     Answer,
+    Approval,
     ApprovalNeeded,
     Begin,
     BeginStep,
@@ -39,7 +40,6 @@ from ceremony.engine.prompts import (
     Prompt,
     Status,
     TypedConfirmation,
-    Approval,
 )
 from ceremony.errors import (
     CeremonyError,
@@ -374,8 +374,7 @@ class Engine:
             step.action == "none" or self.state.step.action_done)
         if not done:
             return
-        completed = self._write(ENGINE_ACTOR, step.id, "step.completed", {"index": self.state.index})
-        del completed
+        self._write(ENGINE_ACTOR, step.id, "step.completed", {"index": self.state.index})
         self._checkpoint()
         if self.state.index >= len(self.script.steps):
             self._seal("completed")
@@ -529,8 +528,9 @@ class Engine:
 
     def _rollback_action(self, reason: str) -> None:
         destroyed = self._destroy_created()
-        self._write(ENGINE_ACTOR, self._step().id if self._step() else None,
-                    "action.rolled_back", {"reason": reason, **destroyed})
+        step = self._step()
+        self._write(ENGINE_ACTOR, step.id if step else None, "action.rolled_back",
+                    {"reason": reason, **destroyed})
 
     def _destroy_created(self) -> dict[str, Any]:
         rk = self.script.root_key
@@ -546,7 +546,8 @@ class Engine:
 
     def _abort(self, reason: str) -> None:
         destroyed = self._destroy_created()
-        self._write(self.admin, self._step().id if self._step() else None, "ceremony.aborted",
+        step = self._step()
+        self._write(self.admin, step.id if step else None, "ceremony.aborted",
                     {"reason": reason, **destroyed})
         self._seal("aborted")
 

@@ -31,7 +31,7 @@ def parse_answers(text: str, name: str, script: Script, base: Path) -> Answers:
     """Strictly parse an answers file and check it against ``script``."""
     source = Source(name, text, AnswersError)
     top = source.load()
-    ceremony_id = top.str("ceremony_id", pattern=ID_PATTERN, what="a ceremony id")
+    ceremony_id = top.text("ceremony_id", pattern=ID_PATTERN, what="a ceremony id")
     if ceremony_id != script.ceremony_id:
         raise top.fail("ceremony_id", f"{ceremony_id!r} is not the script's ceremony "
                                       f"{script.ceremony_id!r}",
@@ -40,14 +40,14 @@ def parse_answers(text: str, name: str, script: Script, base: Path) -> Answers:
     ids = top.table("identities", required=False)
     if ids is not None:
         for key in list(ids.data):
-            path = ids.str(key, max_len=400)
+            path = ids.text(key, max_len=400)
             if script.participant(key) is None:
                 raise ids.fail(key, f"{key!r} is not a participant of the script")
             identities[key] = (base / path).resolve()
         ids.done()
     steps: dict[str, StepAnswers] = {}
     for s in top.tables("steps", min_len=0, max_len=200):
-        sid = s.str("id", pattern=STEP_PATTERN, what="a step id")
+        sid = s.text("id", pattern=STEP_PATTERN, what="a step id")
         step = script.step(sid)
         if step is None:
             raise s.fail("id", f"the script has no step {sid!r}")
@@ -66,8 +66,8 @@ def parse_answers(text: str, name: str, script: Script, base: Path) -> Answers:
                 if who not in identities:
                     raise s.fail(field, f"{who!r} has no identity key under [identities]",
                                  hint=f"add {who} = \"path/to/key.pem\" under [identities]")
-        confirm = s.str("confirm", required=False, max_len=64)
-        abort = s.str("abort", required=False, max_len=400)
+        confirm = s.text("confirm", required=False, max_len=64)
+        abort = s.text("abort", required=False, max_len=400)
         s.done()
         steps[sid] = StepAnswers(sid, approvals, witnesses, confirm, abort)
     top.done()

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ceremony.canonical import sha256_hex
-from ceremony.errors import PolicyFileError, PolicyViolation
-from ceremony.model.strict import Fields, Source, read_source
+from ceremony.errors import PolicyFileError
+from ceremony.model.strict import Source, read_source
 
 KEY_KINDS = ("ed25519", "ecdsa-p256", "ecdsa-p384", "rsa-3072", "rsa-4096")
 
@@ -31,28 +31,28 @@ class Policy:
 def parse_policy(text: str, name: str) -> Policy:
     """Strictly parse policy TOML; raise PolicyFileError naming file, line and field."""
     top = Source(name, text, PolicyFileError).load()
-    policy_id = top.str("policy_id", pattern=r"[a-z0-9][a-z0-9._-]{2,63}",
+    policy_id = top.text("policy_id", pattern=r"[a-z0-9][a-z0-9._-]{2,63}",
                         what="a lower-case id of 3 to 64 letters, digits, '.', '_' or '-'")
-    version = top.int("version", low=1, high=2**31)
+    version = top.integer("version", low=1, high=2**31)
     allowed = top.str_list("allowed_keys", min_len=1, max_len=len(KEY_KINDS))
     for kind in allowed:
         if kind not in KEY_KINDS:
             raise top.fail("allowed_keys", f"{kind!r} is not one of {', '.join(KEY_KINDS)}")
     shares = top.table("shares")
     assert shares is not None
-    min_t = shares.int("min_member_threshold", low=1, high=16)
-    max_t = shares.int("max_member_threshold", low=1, high=16)
-    min_g = shares.int("min_group_threshold", low=1, high=16)
+    min_t = shares.integer("min_member_threshold", low=1, high=16)
+    max_t = shares.integer("max_member_threshold", low=1, high=16)
+    min_g = shares.integer("min_group_threshold", low=1, high=16)
     if max_t < min_t:
         raise shares.fail("max_member_threshold", "is smaller than min_member_threshold")
     shares.done()
     quorum = top.table("quorum")
     assert quorum is not None
-    min_approvals = quorum.int("min_approvals", low=1, high=16)
-    witnesses = quorum.int("required_witnesses", low=0, high=16)
+    min_approvals = quorum.integer("min_approvals", low=1, high=16)
+    witnesses = quorum.integer("required_witnesses", low=0, high=16)
     quorum.done()
-    rehearsal = top.bool("rehearsal_allowed")
-    lifetime = top.int("max_key_lifetime_days", low=1, high=36500)
+    rehearsal = top.flag("rehearsal_allowed")
+    lifetime = top.integer("max_key_lifetime_days", low=1, high=36500)
     top.done()
     return Policy(policy_id, version, allowed, min_t, max_t, min_g, min_approvals, witnesses,
                   rehearsal, lifetime, sha256_hex(text.encode("utf-8")), name)

@@ -135,7 +135,7 @@ class Script:
 
 
 def _public_key(f: Fields, name: str) -> str:
-    value = f.str(name, max_len=120)
+    value: str = f.text(name, max_len=120)
     prefix, _, b64 = value.partition(":")
     if prefix != "ed25519":
         raise f.fail(name, "must start with 'ed25519:' (the only identity key type so far)")
@@ -155,23 +155,23 @@ def _public_key(f: Fields, name: str) -> str:
 def parse_script(text: str, name: str) -> Script:
     """Strictly parse script TOML; raise ScriptError naming file, line and field."""
     top = Source(name, text, ScriptError).load()
-    ceremony_id = top.str("ceremony_id", pattern=ID_PATTERN,
+    ceremony_id = top.text("ceremony_id", pattern=ID_PATTERN,
                           what="a lower-case id of 3 to 64 letters, digits, '.', '_' or '-'")
-    version = top.int("version", low=1, high=2**31)
-    title = top.str("title", max_len=200)
+    version = top.integer("version", low=1, high=2**31)
+    title = top.text("title", max_len=200)
 
     pol = top.table("policy")
     assert pol is not None
-    policy_path = pol.str("path", max_len=400)
-    policy_sha = pol.str("sha256", required=False, pattern=r"[0-9a-f]{64}",
+    policy_path = pol.text("path", max_len=400)
+    policy_sha = pol.text("sha256", required=False, pattern=r"[0-9a-f]{64}",
                          what="64 lower-case hex digits")
     pol.done()
 
     tok = top.table("token", required=False)
     token = TokenSpec(None, None)
     if tok is not None:
-        module = tok.str("module", required=False, max_len=400)
-        uri = tok.str("uri", required=False, pattern=r"pkcs11:.*", max_len=400,
+        module = tok.text("module", required=False, max_len=400)
+        uri = tok.text("uri", required=False, pattern=r"pkcs11:.*", max_len=400,
                       what="a PKCS#11 URI (RFC 7512) starting with 'pkcs11:'")
         tok.done()
         token = TokenSpec(module, uri)
@@ -179,11 +179,11 @@ def parse_script(text: str, name: str) -> Script:
     participants: list[Participant] = []
     seen_keys: dict[str, str] = {}
     for i, p in enumerate(top.tables("participants", min_len=1, max_len=64)):
-        pid = p.str("id", pattern=PARTICIPANT_PATTERN,
+        pid = p.text("id", pattern=PARTICIPANT_PATTERN,
                     what="a lower-case name of up to 32 letters, digits, '_' or '-'")
         if any(q.id == pid for q in participants):
             raise p.fail("id", f"participant {pid!r} is listed twice")
-        pname = p.str("name", max_len=100)
+        pname = p.text("name", max_len=100)
         role = p.choice("role", ROLES)
         key = _public_key(p, "public_key")
         if key in seen_keys:
@@ -210,14 +210,14 @@ def parse_script(text: str, name: str) -> Script:
     if algorithm == "ecdsa":
         curve = rk.choice("curve", CURVES)
     if algorithm == "rsa":
-        size = rk.int("size", low=2048, high=8192)
+        size = rk.integer("size", low=2048, high=8192)
         if size not in RSA_SIZES:
             raise rk.fail("size", f"{size} is not one of {', '.join(map(str, RSA_SIZES))}")
-    label = rk.str("label", pattern=r"[ -~]{1,64}", max_len=64,
+    label = rk.text("label", pattern=r"[ -~]{1,64}", max_len=64,
                    what="1 to 64 printable ASCII characters")
-    key_id = rk.str("id", pattern=r"(?:[0-9a-f]{2}){1,32}", max_len=64,
+    key_id = rk.text("id", pattern=r"(?:[0-9a-f]{2}){1,32}", max_len=64,
                     what="1 to 32 bytes in lower-case hex")
-    lifetime = rk.int("lifetime_days", low=1, high=36500)
+    lifetime = rk.integer("lifetime_days", low=1, high=36500)
     rk.done()
     root_key = RootKeySpec(algorithm, curve, size, label, key_id, lifetime)
 
@@ -233,7 +233,7 @@ def parse_script(text: str, name: str) -> Script:
             if by_id[m].role != "custodian":
                 raise g.fail("members", f"{m!r} is a {by_id[m].role}, not a custodian",
                              hint="only custodians hold shares")
-        threshold = g.int("threshold", low=1, high=16)
+        threshold = g.integer("threshold", low=1, high=16)
         if threshold > len(members):
             raise g.fail("threshold", f"{threshold} is more than the {len(members)} members")
         if threshold == 1 and len(members) > 1:
@@ -241,7 +241,7 @@ def parse_script(text: str, name: str) -> Script:
                          hint="raise the threshold or list one member")
         g.done()
         groups.append(ShareGroup(threshold, members))
-    group_threshold = sh.int("group_threshold", low=1, high=16)
+    group_threshold = sh.integer("group_threshold", low=1, high=16)
     if group_threshold > len(groups):
         raise sh.fail("group_threshold", f"{group_threshold} is more than the {len(groups)} groups")
     sh.done()
@@ -249,12 +249,12 @@ def parse_script(text: str, name: str) -> Script:
 
     steps: list[Step] = []
     for s in top.tables("steps", min_len=1, max_len=200):
-        sid = s.str("id", pattern=STEP_PATTERN,
+        sid = s.text("id", pattern=STEP_PATTERN,
                     what="a lower-case step id of letters, digits and '-'")
         if any(x.id == sid for x in steps):
             raise s.fail("id", f"step {sid!r} is listed twice")
-        stitle = s.str("title", max_len=120)
-        instructions = s.str("instructions", max_len=4000)
+        stitle = s.text("title", max_len=120)
+        instructions = s.text("instructions", max_len=4000)
         action = s.choice("action", ACTIONS, default="none")
         approvers = s.str_list("approvers", required=False, min_len=1, max_len=64,
                                default=tuple(custodians))
@@ -263,15 +263,15 @@ def parse_script(text: str, name: str) -> Script:
                 raise s.fail("approvers", f"{a!r} is not a participant of this script")
             if by_id[a].role != "custodian":
                 raise s.fail("approvers", f"{a!r} is a {by_id[a].role}, not a custodian")
-        approvals = s.int("approvals", low=0, high=64, default=0)
+        approvals = s.integer("approvals", low=0, high=64, default=0)
         if approvals > len(approvers):
             raise s.fail("approvals", f"{approvals} approvals cannot come from "
                                       f"{len(approvers)} approvers")
-        n_witnesses = s.int("witnesses", low=0, high=64, default=0)
+        n_witnesses = s.integer("witnesses", low=0, high=64, default=0)
         if n_witnesses > len(witnesses):
             raise s.fail("witnesses", f"{n_witnesses} witnesses are needed but the script "
                                       f"names {len(witnesses)}")
-        confirm = s.str("confirm", required=False, pattern=r"[A-Z0-9 -]{3,64}", max_len=64,
+        confirm = s.text("confirm", required=False, pattern=r"[A-Z0-9 -]{3,64}", max_len=64,
                         what="3 to 64 upper-case letters, digits, spaces or '-'")
         s.done()
         steps.append(Step(sid, stitle, instructions, action, approvals, approvers,

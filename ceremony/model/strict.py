@@ -45,7 +45,7 @@ class Locator:
             if header:
                 parts = _split_dotted(header.group(2))
                 if header.group(1) == "[[":
-                    base = self._resolve(parts[:-1]) + (parts[-1],)
+                    base = (*self._resolve(parts[:-1]), parts[-1])
                     index = counts.get(base, 0)
                     counts[base] = index + 1
                     current = (*base, index)
@@ -163,7 +163,7 @@ class Fields:
         self._seen.add(name)
         if name not in self.data:
             if required:
-                raise self.fail(name, f"this required field is missing",
+                raise self.fail(name, "this required field is missing",
                                 hint=f"add `{name} = ...` (see the sample script)")
             return None
         value = self.data[name]
@@ -173,7 +173,7 @@ class Fields:
                                   f"not {_describe(value)}")
         return value
 
-    def str(self, name: str, *, required: bool = True, pattern: str | None = None,
+    def text(self, name: str, *, required: bool = True, pattern: str | None = None,
             max_len: int = 200, default: str | None = None, what: str = "") -> Any:
         value = self._get(name, str, required and default is None)
         if value is None:
@@ -195,7 +195,7 @@ class Fields:
             raise self.fail(name, f"{value!r} is not one of {', '.join(options)}")
         return value
 
-    def int(self, name: str, *, low: int, high: int, required: bool = True,
+    def integer(self, name: str, *, low: int, high: int, required: bool = True,
             default: int | None = None) -> Any:
         value = self._get(name, int, required and default is None)
         if value is None:
@@ -204,7 +204,7 @@ class Fields:
             raise self.fail(name, f"{value} is out of range (allowed {low} to {high})")
         return value
 
-    def bool(self, name: str, *, default: bool | None = None) -> Any:
+    def flag(self, name: str, *, default: bool | None = None) -> Any:
         value = self._get(name, bool, default is None)
         return default if value is None else value
 
