@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +22,9 @@ from ceremony.errors import BundleFormatError, DeviceError
 FORMAT_VERSION = 1
 GENESIS = "0" * 64
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+# Fault injection for the crash tests: SIGKILL this process right after the entry with this
+# seq is on disk (a real crash that a real device will not produce on demand).
+_KILL_AT = os.environ.get("CEREMONY_TEST_KILL_AFTER_SEQ")
 ENTRY_KEYS = frozenset({"v", "seq", "time", "ceremony", "actor", "step", "event", "payload",
                         "prev"})
 
@@ -163,6 +167,8 @@ class TranscriptWriter:
         self.seq += 1
         self.head = entry_hash(line)
         self.last_time = moment
+        if _KILL_AT is not None and entry.seq == int(_KILL_AT):
+            os.kill(os.getpid(), signal.SIGKILL)
         return entry
 
     def close(self) -> None:

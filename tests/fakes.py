@@ -1,0 +1,122 @@
+"""In-memory stand-ins for unit tests of the engine and for golden transcripts.
+
+A fake is never the only test of a feature: every path here is also run against SoftHSM2
+in the integration tests. The fake token is deterministic given its seeded randomness,
+which is what makes a byte-identical golden transcript possible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ceremony.engine.ports import TokenObject
+
+
+class SeededRandom:
+    """A deterministic byte stream: SHA-256 in counter mode over a seed label."""
+
+    def __init__(self, label: str) -> None:
+        self._label = label.encode()
+        self._counter = 0
+
+    def random_bytes(self, n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            out += hashlib.sha256(self._label + self._counter.to_bytes(8, "big")).digest()
+            self._counter += 1
+        return out[:n]
+
+    __call__ = random_bytes
+
+
+class TickingClock:
+    """Starts at a fixed moment and moves one second forward per reading."""
+
+    def __init__(self, start: datetime | None = None, step: timedelta = timedelta(seconds=1)):
+        self._now = start or datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+        self._step = step
+
+    def now(self) -> datetime:
+        moment = self._now
+        self._now += self._step
+        return moment
+
+
+@dataclass
+class FakeToken:
+    """A software token with the Token port's behaviour (Ed25519 only)."""
+
+    random: SeededRandom
+    keys: dict[tuple[str, str], Ed25519PrivateKey] = field(default_factory=dict)
+    fail_import: bool = False
+    calls: list[str] = field(default_factory=list)
+
+    def describe(self) -> dict[str, Any]:
+        return {"module": "fake", "label": "fake-token", "model": "FakeToken", "serial": "0",
+                "manufacturer": "tests", "firmware": "0.0", "hardware": "0.0",
+                "module_sha256": "0" * 64, "library": "fake 0.0",
+                "mechanisms": ["EC_EDWARDS_KEY_PAIR_GEN", "EDDSA"]}
+
+    def random_bytes(self, n: int) -> bytes:
+        return self.random.random_bytes(n)
+
+    @staticmethod
+    def _pub(key: Ed25519PrivateKey) -> bytes:
+        return key.public_key().public_bytes(serialization.Encoding.Raw,
+                                             serialization.PublicFormat.Raw)
+
+    def generate_ed25519(self, label: str, key_id: str) -> bytes:
+        key = Ed25519PrivateKey.from_private_bytes(self.random.random_bytes(32))
+        self.keys[(label, key_id)] = key
+        return self._pub(key)
+
+    def import_ed25519(self, label: str, key_id: str, private_seed: bytearray) -> bytes:
+        self.calls.append("import")
+        if self.fail_import:
+            from ceremony.errors import TokenError
+
+            raise TokenError("the fake token refuses imports")
+        key = Ed25519PrivateKey.from_private_bytes(bytes(private_seed))
+        self.keys[(label, key_id)] = key
+        return self._pub(key)
+
+    def find_ed25519(self, label: str, key_id: str) -> bytes | None:
+        key = self.keys.get((label, key_id))
+        return None if key is None else self._pub(key)
+
+    def sign_ed25519(self, label: str, key_id: str, data: bytes) -> bytes:
+        return self.keys[(label, key_id)].sign(data)
+
+    def find_objects(self, label: str, key_id: str) -> list[TokenObject]:
+        if (label, key_id) not in self.keys:
+            return []
+        return [TokenObject(label, key_id, "private_key", "EC_EDWARDS"),
+                TokenObject(label, key_id, "public_key", "EC_EDWARDS")]
+
+    def destroy(self, label: str, key_id: str) -> list[TokenObject]:
+        found = self.find_objects(label, key_id)
+        self.keys.pop((label, key_id), None)
+        return found
+
+
+@dataclass
+class MemorySecrets:
+    """Share sheets kept in memory (the test can look at what custodians would get)."""
+
+    shares: dict[str, str] = field(default_factory=dict)
+
+    def write_share(self, participant: str, name: str, group: int, member: int,
+                    mnemonic: str, context: dict[str, Any]) -> str:
+        self.shares[f"{participant}-g{group}m{member}"] = mnemonic
+        return f"memory {participant}-g{group}m{member}"
+
+    def remove_all(self) -> list[str]:
+        removed = sorted(self.shares)
+        self.shares.clear()
+        return removed
