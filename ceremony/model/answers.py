@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ceremony.errors import AnswersError
-from ceremony.model.script import ID_PATTERN, STEP_PATTERN, Script
+from ceremony.model.script import ID_PATTERN, STEP_PATTERN, Script, article
 from ceremony.model.strict import Source, read_source
 
 
@@ -62,7 +62,7 @@ def parse_answers(text: str, name: str, script: Script, base: Path) -> Answers:
                 if participant is None:
                     raise s.fail(field, f"{who!r} is not a participant of the script")
                 if participant.role != role:
-                    raise s.fail(field, f"{who!r} is a {participant.role}, not a {role}")
+                    raise s.fail(field, f"{who!r} is {article(participant.role)}, not a {role}")
                 if who not in identities:
                     raise s.fail(field, f"{who!r} has no identity key under [identities]",
                                  hint=f"add {who} = \"path/to/key.pem\" under [identities]")

@@ -134,6 +134,11 @@ class Script:
         return out
 
 
+def article(role: str) -> str:
+    """'an auditor', 'a custodian': the role with its indefinite article, for messages."""
+    return f"an {role}" if role[:1] in "aeiou" else f"a {role}"
+
+
 def _public_key(f: Fields, name: str) -> str:
     value: str = f.text(name, max_len=120)
     prefix, _, b64 = value.partition(":")
@@ -231,7 +236,7 @@ def parse_script(text: str, name: str) -> Script:
             if m not in by_id:
                 raise g.fail("members", f"{m!r} is not a participant of this script")
             if by_id[m].role != "custodian":
-                raise g.fail("members", f"{m!r} is a {by_id[m].role}, not a custodian",
+                raise g.fail("members", f"{m!r} is {article(by_id[m].role)}, not a custodian",
                              hint="only custodians hold shares")
         threshold = g.integer("threshold", low=1, high=16)
         if threshold > len(members):
@@ -262,7 +267,7 @@ def parse_script(text: str, name: str) -> Script:
             if a not in by_id:
                 raise s.fail("approvers", f"{a!r} is not a participant of this script")
             if by_id[a].role != "custodian":
-                raise s.fail("approvers", f"{a!r} is a {by_id[a].role}, not a custodian")
+                raise s.fail("approvers", f"{a!r} is {article(by_id[a].role)}, not a custodian")
         approvals = s.integer("approvals", low=0, high=64, default=0)
         if approvals > len(approvers):
             raise s.fail("approvals", f"{approvals} approvals cannot come from "

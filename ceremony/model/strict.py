@@ -31,15 +31,21 @@ class Locator:
 
     def __init__(self, text: str) -> None:
         self._where: dict[PathT, int] = {}
+        self._at: dict[int, PathT] = {}  # line -> the key or header written on it
         counts: dict[PathT, int] = {}
         current: PathT = ()
+        last_key: PathT = ()
         in_multiline = False
         for lineno, raw in enumerate(text.splitlines(), start=1):
+            if not in_multiline and raw.lstrip().startswith("#"):
+                continue  # a comment: quotes in it open no string
             if raw.count('"""') % 2 == 1 or raw.count("'''") % 2 == 1:
                 in_multiline = not in_multiline
                 if not in_multiline:
+                    self._at[lineno] = last_key
                     continue
             elif in_multiline:
+                self._at[lineno] = last_key
                 continue
             header = _HEADER.match(raw)
             if header:
@@ -49,14 +55,18 @@ class Locator:
                     index = counts.get(base, 0)
                     counts[base] = index + 1
                     current = (*base, index)
+                    # The array as a whole is where its first element starts.
+                    self._where.setdefault(base, lineno)
                 else:
                     current = self._resolve(parts)
                 self._where.setdefault(current, lineno)
+                self._at[lineno] = last_key = current
                 continue
             key = _KEY.match(raw)
             if key:
                 path = current + tuple(_split_dotted(key.group(1)))
                 self._where.setdefault(path, lineno)
+                self._at[lineno] = last_key = path
 
     def _resolve(self, parts: list[str]) -> PathT:
         # A sub-table header like [steps.extra] belongs to the latest [[steps]] element.
@@ -75,6 +85,10 @@ class Locator:
             if found is not None:
                 return found
         return None
+
+    def path_at(self, line: int) -> PathT:
+        """The field written on ``line`` (inside a multi-line string: its key), or ()."""
+        return self._at.get(line, ())
 
 
 def format_path(path: PathT) -> str:
@@ -116,6 +130,9 @@ class Source:
             raise self.error(
                 f"this is not valid TOML ({reason[0].lower() + reason[1:]})",
                 file=self.name, line=line,
+                # An unclosed array is noticed lines later, in a field that is not at fault.
+                field="" if not line or reason.startswith("Unclosed")
+                else format_path(self.locator.path_at(line)),
                 hint="fix the syntax at that line; `ceremony lint` checks the whole file",
             ) from None
         return Fields(self, (), data)
@@ -137,8 +154,11 @@ def read_source(path: Path, error: type[InputError], what: str) -> Source:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        where = Locator(raw.decode("utf-8", errors="replace")).path_at(line)
         raise error(f"the {what} file is not UTF-8 text (bad byte at offset {exc.start})",
-                    file=str(path), hint="save the file as UTF-8") from None
+                    file=str(path), line=line, field=format_path(where),
+                    hint="save the file as UTF-8") from None
     return Source(str(path), text, error)
 
 
@@ -251,7 +271,7 @@ def _describe(value: Any) -> str:
     for kind, name in _TYPE_NAMES.items():
         if isinstance(value, kind):
             return name
-    return type(value).__name__
+    return f"a {type(value).__name__}"  # float, datetime, date, time
 
 
 def each(items: list[Fields], read: Callable[[Fields], Any]) -> Iterator[Any]:
