@@ -101,6 +101,14 @@ def _load(script_path: Path, policy_path: Path | None) -> tuple[Script, Policy, 
 
     script = load_script(script_path)
     path = policy_path or (script_path.parent / script.policy_path)
+    if policy_path is None and not path.is_file():
+        from ceremony.errors import ScriptError
+        from ceremony.model.strict import Locator
+
+        text = script_path.read_text(encoding="utf-8")
+        raise ScriptError(f"the policy file {path} does not exist", file=str(script_path),
+                          line=Locator(text).line(("policy", "path")), field="policy.path",
+                          hint="fix policy.path (relative to the script) or pass --policy")
     policy = parse_policy(_read_text(path), str(path))
     return script, policy, script_path.read_bytes(), path.read_bytes()
 
