@@ -8,6 +8,7 @@ bundle goes to ``OUT/bundle`` and is verified before the summary is printed.
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import tempfile
@@ -77,6 +78,13 @@ def answers_toml(script: Script, answers: Answers) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Write a file of the secret directory readable by its owner only (0600, like the rest)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
 def prepare_out(out: Path) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"{out} already exists; a rehearsal never overwrites a bundle",
@@ -107,10 +115,10 @@ def rehearse(out: Path, say: Callable[[str], None] = print) -> tuple[Path, Path]
         path = secret / "identities" / f"{pid}.pem"
         signer.save(path)
         identities[pid] = path
-    (secret / "script.toml").write_text(cast.script_text)
-    (secret / "policy.toml").write_text(policy_text)
+    _write_private(secret / "script.toml", cast.script_text)
+    _write_private(secret / "policy.toml", policy_text)
     answers = simulated_answers(cast.script, identities)
-    (secret / "answers.toml").write_text(answers_toml(cast.script, answers))
+    _write_private(secret / "answers.toml", answers_toml(cast.script, answers))
     policy = parse_policy(policy_text, "policy.toml")
 
     workdir = Path(tempfile.mkdtemp(prefix="ceremony-rehearsal-token-"))

@@ -221,6 +221,11 @@ class Engine:
             engine._seal("aborted")
         elif state.index >= len(script.steps):
             engine._seal("completed")
+        else:
+            # Killed after a step's last requirement (or its action.completed) but before
+            # step.completed: complete it now, as submit() would have, instead of asking
+            # again for an answer that was already given (or redoing a finished action).
+            engine._advance()
         return engine
 
     # ---------------------------------------------------------------- the loop
