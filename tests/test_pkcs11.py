@@ -60,7 +60,8 @@ def _private_key_attributes(softhsm: SoftHsm) -> dict[str, object]:
         assert len(keys) == 1
         key = keys[0]
         out: dict[str, object] = {name.lower(): key[getattr(Attribute, name)] for name in (
-            "SENSITIVE", "EXTRACTABLE", "NEVER_EXTRACTABLE", "PRIVATE", "TOKEN", "SIGN")}
+            "SENSITIVE", "EXTRACTABLE", "NEVER_EXTRACTABLE", "PRIVATE", "TOKEN", "SIGN",
+            "DECRYPT", "UNWRAP", "DERIVE")}
         try:
             out["value"] = bytes(key[Attribute.VALUE])
         except pkcs11.PKCS11Error as exc:
@@ -160,6 +161,9 @@ def test_imported_key_is_sensitive_and_not_extractable(token: Pkcs11Token,
     assert attributes["private"] is True
     assert attributes["token"] is True
     assert attributes["sign"] is True
+    # A root signing key can do nothing but sign (SoftHSM2 would default these to true).
+    assert (attributes["decrypt"], attributes["unwrap"], attributes["derive"]) == (
+        False, False, False)
     # CKA_VALUE cannot be read: the token answers CKR_ATTRIBUTE_SENSITIVE.
     assert attributes["value"] == "AttributeSensitive"
 

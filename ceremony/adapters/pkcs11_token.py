@@ -133,7 +133,8 @@ class Pkcs11Token:
                                  Attribute.VERIFY: True},
                 private_template={**common, Attribute.SENSITIVE: True,
                                   Attribute.EXTRACTABLE: False, Attribute.SIGN: True,
-                                  Attribute.PRIVATE: True})
+                                  Attribute.PRIVATE: True, Attribute.DECRYPT: False,
+                                  Attribute.UNWRAP: False, Attribute.DERIVE: False})
             return _raw_point(public[Attribute.EC_POINT])
         except pkcs11.PKCS11Error as exc:
             self.destroy(label, key_id)
@@ -155,7 +156,9 @@ class Pkcs11Token:
             self._session.create_object({
                 **common, Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.VALUE: value,
                 Attribute.PRIVATE: True, Attribute.SENSITIVE: True,
-                Attribute.EXTRACTABLE: False, Attribute.SIGN: True})
+                Attribute.EXTRACTABLE: False, Attribute.SIGN: True,
+                # A signing key does nothing else: SoftHSM2 defaults these to true.
+                Attribute.DECRYPT: False, Attribute.UNWRAP: False, Attribute.DERIVE: False})
             self._session.create_object({
                 **common, Attribute.CLASS: ObjectClass.PUBLIC_KEY,
                 Attribute.EC_POINT: _der_octet_string(public), Attribute.VERIFY: True})
