@@ -1,0 +1,626 @@
+#!/usr/bin/env python3
+"""Benchmarks for the performance targets of `ceremony` (prints figures, never asserts).
+
+    .venv/bin/python scripts/bench.py            # 100,000-entry transcript
+    .venv/bin/python scripts/bench.py --quick    # 10,000 entries, fewer repeats
+
+Three targets, each measured against a baseline taken in the same run:
+
+1. verify   `ceremony verify` on a synthetic N-entry transcript vs a bare loop that only
+            parses the lines (json.loads) and recomputes the SHA-256 chain. Target: <= 2x.
+            Also: a per-step breakdown, a cProfile of verify_bundle, and *prototypes* of
+            faster versions of the hot functions (copies living in this file, patched in
+            for the measurement only; nothing under ceremony/ is changed).
+2. help     `ceremony --help` wall time vs `python -c pass`. Target: < 0.3 s.
+3. rehearse `ceremony rehearse` wall time vs one `softhsm2-util --init-token`. Target: < 15 s.
+
+The synthetic bundle is made by the real engine with the test fakes (tests/fakes.py): the
+sample script with seeded participant keys, a FakeToken for the transcript and root keys,
+and ~N/steps `note` entries added in the middle of every step through Engine.add_note, so
+it is a genuine, verifiable bundle (approvals, checkpoints, seal, signed SHA256SUMS). The
+writer fsyncs every entry; the bundle is written under /dev/shm (tmpfs), where fsync is
+nearly free, so 100k entries take seconds instead of minutes. Timings are best-of-R.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import gc
+import hashlib
+import io
+import json
+import os
+import pstats
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # for tests.fakes
+
+import ceremony.transcript as transcript_mod  # noqa: E402
+import ceremony.verify.core as vcore  # noqa: E402
+from ceremony.canonical import (  # noqa: E402
+    MAX_SAFE_INTEGER,
+    CanonicalError,
+    canonical_bytes,
+    parse_strict,
+)
+from ceremony.engine.core import Engine  # noqa: E402
+from ceremony.engine.prompts import Answer, Begin, Prompt  # noqa: E402
+from ceremony.errors import BundleFormatError  # noqa: E402
+from ceremony.transcript import (  # noqa: E402
+    ENTRY_KEYS,
+    FORMAT_VERSION,
+    Entry,
+    Line,
+    entry_from_dict,
+    parse_time,
+)
+
+VENV_BIN = Path(sys.executable).parent
+CEREMONY = VENV_BIN / "ceremony"
+SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+
+# A few realistic note texts (a witness's remarks), some not ASCII, none outside the BMP.
+NOTE_TEXTS = (
+    "witness confirms the room has no network",
+    "Zoë checked the tamper-evident bag serial: TEB-{i:06d}",
+    "camera {i} recording; clock shows 03:04 UTC",
+    "custodian left the room for 2 minutes, door log entry {i}",
+    "Ünterschrift auf Blatt {i} geprüft — ok",
+)
+
+
+# ---------------------------------------------------------------- output helpers
+
+Row = tuple[str, str, str, str]
+TABLE: list[Row] = []
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def best_of(repeat: int, func: Callable[[], object]) -> float:
+    return interleaved(repeat, {"": func})[""][0]
+
+
+def interleaved(repeat: int, funcs: dict[str, Callable[[], object]]
+                ) -> dict[str, tuple[float, float]]:
+    """Best (wall, CPU) seconds of `repeat` runs of each function, taking turns.
+
+    CPU is this process's plus its finished children's user+sys time: less disturbed than
+    wall time by other processes on a busy machine.
+    """
+    best = dict.fromkeys(funcs, (float("inf"), float("inf")))
+    for _ in range(repeat):
+        for name, func in funcs.items():
+            cpu0, wall0 = cpu_seconds(), time.perf_counter()
+            func()
+            wall, cpu = time.perf_counter() - wall0, cpu_seconds() - cpu0
+            best[name] = (min(best[name][0], wall), min(best[name][1], cpu))
+    return best
+
+
+def cpu_seconds() -> float:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def run_quiet(cmd: list[str], env: dict[str, str] | None = None) -> None:
+    result = subprocess.run(cmd, capture_output=True, env=env, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}): "
+                           f"{result.stderr.decode(errors='replace')[-500:]}")
+
+
+# ---------------------------------------------------------------- 1. synthetic bundle
+
+def build_bundle(bundle: Path, entries: int) -> int:
+    """Run the sample ceremony with fakes, adding notes inside every step; return #entries."""
+    from ceremony.adapters.slip39 import Slip39Splitter
+    from ceremony.engine.core import Devices
+    from ceremony.headless import run_headless
+    from ceremony.model.policy import parse_policy
+    from ceremony.rehearsal import make_cast, sample_texts, simulated_answers
+    from tests.fakes import FakeToken, MemorySecrets, SeededRandom, TickingClock
+
+    script_text, policy_text = sample_texts()
+    cast = make_cast(script_text, SeededRandom("participants"))
+    steps = len(cast.script.steps)
+    fixed = 12  # the sample ceremony's own entries (3 steps), measured
+    per_step = max(0, entries - fixed) // steps
+    witness = cast.script.with_role("witness")[0].id
+
+    class NotingEngine(Engine):
+        """The real engine; after each step starts, a witness adds `per_step` notes."""
+
+        def submit(self, answer: Answer) -> Prompt:
+            prompt = super().submit(answer)
+            if isinstance(answer, Begin):
+                for i in range(per_step):
+                    self.add_note(witness, NOTE_TEXTS[i % len(NOTE_TEXTS)].format(i=i))
+            return prompt
+
+    devices = Devices(TickingClock(), SeededRandom("os"), FakeToken(SeededRandom("token")),
+                      Slip39Splitter(SeededRandom("slip39")), MemorySecrets())
+    engine = NotingEngine.start(cast.script, parse_policy(policy_text, "policy.toml"),
+                                cast.script_text.encode(), policy_text.encode(),
+                                devices, bundle, rehearsal=True)
+    finished = run_headless(engine, simulated_answers(cast.script),
+                            cast.signers, lambda _: None)  # type: ignore[arg-type]
+    if finished.outcome != "completed":
+        raise RuntimeError(f"the synthetic ceremony ended {finished.outcome}")
+    return (bundle / "transcript.jsonl").read_bytes().count(b"\n")
+
+
+# ---------------------------------------------------------------- 1a. the baseline
+
+def bare_loop(path: Path) -> int:
+    """Baseline: read, split, json.loads each line, recompute the SHA-256 chain."""
+    data = path.read_bytes()
+    prev = "0" * 64
+    loads, sha256 = json.loads, hashlib.sha256
+    count = 0
+    for raw in data[:-1].split(b"\n"):
+        if loads(raw)["prev"] != prev:
+            raise RuntimeError(f"chain broken at line {count + 1}")
+        prev = sha256(raw).hexdigest()
+        count += 1
+    return count
+
+
+# ---------------------------------------------------------------- 1b. PROTOTYPES
+#
+# Copies of ceremony functions with the suggested optimisations. They are patched in with
+# unittest.mock for a measurement only. Every failure path defers to the original function,
+# so error messages stay exactly the same.
+
+def _proto_int(text: str) -> int:
+    value = int(text)
+    if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+        raise CanonicalError("integer outside the I-JSON range")
+    return value
+
+
+def _proto_reject(text: str) -> Any:
+    raise CanonicalError(f"{text!r} is not allowed")
+
+
+# Built once (json.loads/json.dumps with keyword arguments build a new one per call).
+_PROTO_DECODER = json.JSONDecoder(parse_float=_proto_reject, parse_constant=_proto_reject,
+                                  parse_int=_proto_int)
+_PROTO_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False,
+                                  sort_keys=True)
+# A UTF-8 lead byte of a character outside the BMP (U+10000 and up).
+_PROTO_NON_BMP = re.compile(rb"[\xf0-\xf4]")
+
+
+def proto_parse_strict(data: bytes) -> Any:
+    """PROTOTYPE of canonical.parse_strict: one C decode and one C encode per line.
+
+    RFC 8785 sorts keys by UTF-16 code units; json.dumps(sort_keys=True) sorts by code
+    points. The two orders differ only when a key holds a character above U+FFFF (a
+    surrogate pair sorts below U+E000..U+FFFF in UTF-16, above it in code points). No
+    such character can be in the value when the bytes hold no 4-byte UTF-8 sequence and no
+    backslash-u escape (escapes are the only way to spell a surrogate, too). In that case
+    the C encoder gives exactly canonical_bytes(value): floats and NaN are refused by the
+    decoder hooks, integers are range-checked by parse_int, keys are always strings.
+    Anything else, and every mismatch or error, goes to the original (exact messages).
+    """
+    if b"\\u" in data or (not data.isascii() and _PROTO_NON_BMP.search(data)):
+        return parse_strict(data)
+    try:
+        value = _PROTO_DECODER.decode(data.decode("utf-8"))
+        if _PROTO_ENCODER.encode(value).encode("utf-8") == data:
+            return value
+    except (UnicodeDecodeError, ValueError):  # JSONDecodeError, CanonicalError
+        pass
+    return parse_strict(data)  # raises with the original message
+
+
+_PROTO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", re.ASCII)
+
+
+def proto_parse_time(text: str) -> datetime:
+    """PROTOTYPE of transcript.parse_time: a fixed-form regex, then fromisoformat.
+
+    fromisoformat (C) is ~50x faster than strptime. It alone is more lenient (any
+    separator, week dates), hence the ASCII regex first; the regex is stricter than
+    strptime, whose \\d also accepts non-ASCII digits. Failures keep the original message.
+    """
+    if _PROTO_TIME.fullmatch(text) is not None:
+        with contextlib.suppress(ValueError):
+            return datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC)
+    return parse_time(text)  # raises with the original message
+
+
+def proto_parse_lines(data: bytes, name: str) -> list[Line]:
+    """PROTOTYPE of transcript.parse_lines with a fast path for well-formed entries.
+
+    Same checks as entry_from_dict, inlined; builds Entry/Line through object.__new__ and
+    the instance __dict__ (a frozen dataclass's __init__ costs one object.__setattr__ per
+    field). Any entry the fast path does not accept goes through the original functions.
+    """
+    if not data or not data.endswith(b"\n"):
+        return transcript_mod.parse_lines(data, name)  # the original errors
+    out: list[Line] = []
+    append = out.append
+    sha256 = hashlib.sha256
+    new = object.__new__
+    keys = ENTRY_KEYS
+    for number, raw in enumerate(data[:-1].split(b"\n"), start=1):
+        try:
+            value = proto_parse_strict(raw)
+        except CanonicalError as exc:
+            raise BundleFormatError(f"entry is malformed: {exc}", file=name, line=number,
+                                    hint="the transcript was altered or damaged") from None
+        if (type(value) is dict and value.keys() == keys and value["v"] == FORMAT_VERSION
+                and type(seq := value["seq"]) is int and seq >= 0
+                and type(value["time"]) is str and type(value["ceremony"]) is str
+                and type(value["actor"]) is str and type(value["event"]) is str
+                and type(prev := value["prev"]) is str and len(prev) == 64
+                and (value["step"] is None or type(value["step"]) is str)
+                and type(value["payload"]) is dict):
+            del value["v"]
+            entry = new(Entry)
+            entry.__dict__.update(value)
+        else:
+            try:
+                entry = entry_from_dict(value)
+            except ValueError as exc:
+                raise BundleFormatError(f"entry is malformed: {exc}", file=name,
+                                        line=number,
+                                        hint="the transcript was altered or damaged") from None
+        line = new(Line)
+        line.__dict__.update(number=number, raw=raw, hash=sha256(raw).hexdigest(),
+                             entry=entry)
+        append(line)
+    return out
+
+
+def proto_parse_lines_nogc(data: bytes, name: str) -> list[Line]:
+    """PROTOTYPE: parse_lines with the cyclic garbage collector paused.
+
+    Parsing allocates ~10 container objects per line and keeps them all, so CPython's
+    generational GC runs over and over on a heap that only grows (and holds no cycles).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return proto_parse_lines(data, name)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def proto_time_step(ctx: dict[str, Any], report: vcore.Report) -> None:
+    """PROTOTYPE of verify.core._time: validate each timestamp, compare them as strings.
+
+    In the one fixed-width form YYYY-MM-DDTHH:MM:SS.ffffffZ string order is time order, so
+    no aware datetime has to be built or compared; fromisoformat still checks the calendar.
+    """
+    last = ""
+    fullmatch, fromiso = _PROTO_TIME.fullmatch, datetime.fromisoformat
+    for line in ctx["lines"]:
+        text = line.entry.time
+        try:
+            if fullmatch(text) is None:
+                raise ValueError
+            fromiso(text[:-1])
+        except ValueError:
+            try:
+                parse_time(text)  # the original message
+            except ValueError as exc:
+                raise vcore._Fail(str(exc), line) from None
+        if text < last:
+            raise vcore._Fail("timestamp goes backwards", line)
+        last = text
+
+
+def floor_loop(path: Path) -> int:
+    """Not a prototype: the bare loop plus one C re-encode and compare per line.
+
+    The least work any strict verifier must add (the canonical-form check); the gap
+    between this and the bare loop is the floor of the verify ratio.
+    """
+    data = path.read_bytes()
+    prev = "0" * 64
+    decode, encode, sha256 = _PROTO_DECODER.decode, _PROTO_ENCODER.encode, hashlib.sha256
+    count = 0
+    for raw in data[:-1].split(b"\n"):
+        value = decode(raw.decode("utf-8"))
+        if encode(value).encode("utf-8") != raw or value["prev"] != prev:
+            raise RuntimeError(f"line {count + 1} is not canonical or not chained")
+        prev = sha256(raw).hexdigest()
+        count += 1
+    return count
+
+
+# Which prototypes are patched in, cumulatively, for the measurement.
+PROTOTYPES: list[tuple[str, list[tuple[Any, str, Any]]]] = [
+    ("P1 parse_strict: C encode fast path", [
+        (transcript_mod, "parse_strict", proto_parse_strict)]),
+    ("P2 + parse_time: regex + fromisoformat", [
+        (vcore, "parse_time", proto_parse_time)]),
+    ("P3 + parse_lines: inlined entry checks", [
+        (vcore, "parse_lines", proto_parse_lines)]),
+    ("P4 + parse_lines: GC paused while parsing", [
+        (vcore, "parse_lines", proto_parse_lines_nogc)]),
+    ("P5 + _time: compare timestamps as strings", [
+        (vcore, "_time", proto_time_step)]),
+]
+
+
+@contextlib.contextmanager
+def patched(patches: list[tuple[Any, str, Any]]) -> Iterator[None]:
+    with contextlib.ExitStack() as stack:
+        for target, attribute, replacement in patches:
+            stack.enter_context(mock.patch.object(target, attribute, replacement))
+        yield
+
+
+def check_prototypes_equivalent() -> list[str]:
+    """Spot checks that each prototype agrees with the original (value or error)."""
+    problems: list[str] = []
+
+    def outcome(func: Callable[[Any], Any], arg: Any) -> tuple[str, Any]:
+        try:
+            return ("ok", func(arg))
+        except (CanonicalError, ValueError) as exc:
+            return (type(exc).__name__, str(exc))
+
+    samples = [
+        {"b": 1, "a": [True, None, "x"]}, {"€": 1, "z": 2}, {"\U0001f600": 1, "\ue000": 2},
+        {"k": "\U0001f600 emoji"}, {"k": "tab\tnew\nline\u0001\u007f\u2028"},
+        {"n": MAX_SAFE_INTEGER}, {"n": -MAX_SAFE_INTEGER}, {"a": {"d": {}, "c": []}},
+    ]
+    lines = [canonical_bytes(v) for v in samples] + [
+        b'{"a":1,"a":1}', b'{"a":1.0}', b'{"a":1e5}', b'{"a":NaN}', b'{"n":9007199254740992}',
+        b'{"a":-0}', b'{"b":1,"a":2}', b' {"a":1}', b'{"a":"\\u00e9"}', b'{"a":"\\ud800"}',
+        b'{"\\ud83d\\ude00":1,"\\ue000":2}', b'{"a":"\xff"}', b'[1,2]', b'"x"', b'{"a":01}',
+        b'{"\xee\x80\x80":2,"\xf0\x9f\x98\x80":1}', b'{"\xf0\x9f\x98\x80":1,"\xee\x80\x80":2}',
+    ]
+    for raw in lines:
+        if outcome(parse_strict, raw) != outcome(proto_parse_strict, raw):
+            problems.append(f"parse_strict differs on {raw!r}")
+    times = ["2026-01-02T03:04:05.678901Z", "2026-02-30T03:04:05.678901Z",
+             "2026-01-02 03:04:05.678901Z", "2026-W01-1T03:04:05.678901Z",
+             "2026-13-02T03:04:05.678901Z", "2026-01-02T24:00:00.000000Z",
+             "2026-01-02T03:04:05.678901+", "2026-01-02T03:04:05,678901Z",
+             "\u0662\u0660\u0662\u0666-01-02T03:04:05.678901Z"]
+    for text in times:
+        a, b = outcome(parse_time, text), outcome(proto_parse_time, text)
+        if a != b:
+            problems.append(f"parse_time differs on {text!r}: {a} vs {b}")
+    return problems
+
+
+# ---------------------------------------------------------------- 1c. the verify benchmark
+
+def time_steps(bundle: Path, repeat: int) -> list[tuple[str, float]]:
+    """Per-step time of verify_bundle (best of `repeat` for each step)."""
+    names = ["_" + name for name in vcore.STEP_NAMES]
+    best: dict[str, float] = dict.fromkeys(names, float("inf"))
+
+    def timed(name: str, func: Callable[[dict[str, Any], vcore.Report], None]) -> Callable[
+            [dict[str, Any], vcore.Report], None]:
+        def wrapper(ctx: dict[str, Any], report: vcore.Report) -> None:
+            start = time.perf_counter()
+            func(ctx, report)
+            best[name] = min(best[name], time.perf_counter() - start)
+        return wrapper
+
+    with patched([(vcore, n, timed(n, getattr(vcore, n))) for n in names]):
+        for _ in range(repeat):
+            vcore.verify_bundle(bundle)
+    return [(n.lstrip("_"), best[n]) for n in names]
+
+
+def profile_verify(bundle: Path, top: int) -> str:
+    profiler = cProfile.Profile()
+    profiler.enable()
+    vcore.verify_bundle(bundle)
+    profiler.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out).strip_dirs()
+    for order in ("cumulative", "tottime"):
+        out.write(f"--- top {top} by {order} ---\n")
+        stats.sort_stats(order).print_stats(top)
+    return re.sub(r"\n{3,}", "\n\n", out.getvalue())
+
+
+def bench_verify(entries: int, repeat: int, workdir: Path, profile: bool) -> None:
+    say(f"== 1. verify: synthetic transcript of ~{entries:,} entries")
+    bundle = workdir / "bundle"
+    start = time.perf_counter()
+    count = build_bundle(bundle, entries)
+    size = (bundle / "transcript.jsonl").stat().st_size
+    say(f"built {bundle} in {time.perf_counter() - start:.1f} s: {count:,} entries, "
+        f"{size / 1e6:.1f} MB (engine + fakes, fsync per entry on "
+        f"{'tmpfs' if str(workdir).startswith('/dev/shm') else 'disk'})")
+    reference = vcore.verify_bundle(bundle)
+    if not reference.ok:
+        raise RuntimeError(f"the synthetic bundle does not verify: {reference.first_failure}")
+    say(f"verify_bundle: VERIFIED, {reference.entries:,} entries, outcome "
+        f"{reference.outcome}")
+
+    transcript = bundle / "transcript.jsonl"
+    say(f"prototype equivalence spot checks: {check_prototypes_equivalent() or 'all agree'}")
+    expected = reference.as_dict()
+    levels: list[tuple[str, list[tuple[Any, str, Any]]]] = []
+    active: list[tuple[Any, str, Any]] = []
+    for label, patches in PROTOTYPES:
+        active = [*active, *patches]
+        levels.append((label, active))
+        with patched(active):
+            if vcore.verify_bundle(bundle).as_dict() != expected:
+                raise RuntimeError(f"prototype {label} changes the report")
+
+    def with_patches(patches: list[tuple[Any, str, Any]]) -> Callable[[], object]:
+        def run() -> object:
+            with patched(patches):
+                return vcore.verify_bundle(bundle)
+        return run
+
+    funcs: dict[str, Callable[[], object]] = {
+        "a": lambda: bare_loop(transcript),
+        "b": lambda: vcore.verify_bundle(bundle),
+        "c": lambda: run_quiet([str(CEREMONY), "verify", str(bundle)]),
+        "f": lambda: floor_loop(transcript),
+    }
+    funcs.update((label, with_patches(patches)) for label, patches in levels)
+    say(f"timing (best of {repeat}, all variants taking turns; load average "
+        f"{os.getloadavg()[0]:.2f})...")
+    best = interleaved(repeat, funcs)
+    (bare, bare_cpu) = best["a"]
+
+    def show(text: str, key: str) -> None:
+        wall, cpu = best[key]
+        say(f"{text:<48} {wall:7.3f} s {wall / bare:6.2f}x   {cpu:7.3f} s {cpu / bare_cpu:6.2f}x")
+
+    say(f"{'':<48} {'wall':>9} {'ratio':>7}   {'CPU':>9} {'ratio':>7}")
+    show("(a) bare loop (json.loads + sha256 chain)", "a")
+    show("(b) verify_bundle in-process", "b")
+    show("(c) `ceremony verify BUNDLE` subprocess", "c")
+    show("(f) floor: (a) + C re-encode and compare", "f")
+    say("prototypes, cumulative, in-process (each gives the same report as the original):")
+    for label, _ in levels:
+        show(f"  {label}", label)
+    for key, text in (("b", "verify (b) in-process"), ("c", "verify (c) CLI subprocess"),
+                      ("f", "floor (a)+re-encode, for reference")):
+        TABLE.append((text, f"{best[key][0]:.3f} s / {bare:.3f} s",
+                      f"{best[key][0] / bare:.2f}x (CPU {best[key][1] / bare_cpu:.2f}x)",
+                      "<= 2x"))
+    for label, _ in levels:
+        TABLE.append((f"verify prototype {label.split()[0]} in-process",
+                      f"{best[label][0]:.3f} s / {bare:.3f} s",
+                      f"{best[label][0] / bare:.2f}x (CPU {best[label][1] / bare_cpu:.2f}x)",
+                      "<= 2x"))
+
+    for title, patches in (("original", []), ("all prototypes", levels[-1][1])):
+        say(f"\nper-step time of verify_bundle, {title} (best of {repeat} per step):")
+        with patched(patches):
+            steps = time_steps(bundle, repeat)
+        total = sum(seconds for _, seconds in steps)
+        for name, seconds in steps:
+            say(f"  {name:<11} {seconds:8.3f} s  {seconds / total:6.1%}")
+
+    if profile:
+        say("\ncProfile of verify_bundle, original (profiling inflates per-call costs):")
+        say(profile_verify(bundle, 15))
+        with patched(levels[-1][1]):
+            say("cProfile of verify_bundle, all prototypes:")
+            say(profile_verify(bundle, 15))
+
+
+# ---------------------------------------------------------------- 2. --help
+
+def bench_help(repeat: int) -> None:
+    say("\n== 2. `ceremony --help` start-up")
+    python = str(VENV_BIN / "python")
+    base = best_of(repeat, lambda: run_quiet([python, "-c", "pass"]))
+    helped = best_of(repeat, lambda: run_quiet([str(CEREMONY), "--help"]))
+    say(f"python -c pass     {base:6.3f} s")
+    say(f"ceremony --help    {helped:6.3f} s   (+{helped - base:.3f} s over bare Python)")
+    TABLE.append(("ceremony --help (python -c pass)", f"{helped:.3f} s ({base:.3f} s)",
+                  f"{helped / base:.1f}x", "< 0.3 s"))
+    result = subprocess.run([python, "-X", "importtime", "-m", "ceremony.cli.main", "--help"],
+                            capture_output=True, text=True, check=False)
+    rows = []
+    for text in result.stderr.splitlines():
+        match = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)", text)
+        if match:
+            rows.append((int(match[2]), int(match[1]), len(match[3]) // 2, match[4]))
+    rows.sort(reverse=True)
+    say("biggest imports (-X importtime; cumulative / self, microseconds; depth):")
+    for cumulative, own, depth, module in rows[:12]:
+        say(f"  {cumulative:8,} {own:8,}  {depth}  {module}")
+
+
+# ---------------------------------------------------------------- 3. rehearse
+
+def bench_rehearse(repeat: int, workdir: Path) -> None:
+    say("\n== 3. `ceremony rehearse`")
+    util = shutil.which("softhsm2-util")
+    if util is None or not Path(SOFTHSM_MODULE).is_file():
+        say("SoftHSM2 is not installed here: skipped (scripts/setup.sh installs it)")
+        TABLE.append(("ceremony rehearse", "skipped", "-", "< 15 s"))
+        return
+    counter = iter(range(10**6))
+
+    def init_token() -> None:
+        directory = workdir / f"token-{next(counter)}"
+        (directory / "tokens").mkdir(parents=True)
+        conf = directory / "softhsm2.conf"
+        conf.write_text(f"directories.tokendir = {directory / 'tokens'}\n"
+                        "objectstore.backend = file\nlog.level = ERROR\n")
+        run_quiet([util, "--init-token", "--free", "--label", "bench", "--pin", "123456",
+                   "--so-pin", "654321"], env={**os.environ, "SOFTHSM2_CONF": str(conf)})
+
+    def rehearse() -> None:
+        run_quiet([str(CEREMONY), "rehearse", "--out",
+                   str(workdir / f"rehearsal-{next(counter)}")])
+
+    token = best_of(repeat, init_token)
+    total = best_of(repeat, rehearse)
+    say(f"softhsm2-util --init-token    {token:6.3f} s")
+    say(f"ceremony rehearse --out DIR   {total:6.3f} s   ({os.cpu_count()} CPUs; output on "
+        f"{'tmpfs' if str(workdir).startswith('/dev/shm') else 'disk'})")
+    TABLE.append(("ceremony rehearse (one init-token)", f"{total:.3f} s ({token:.3f} s)",
+                  f"{total / token:.1f}x", "< 15 s"))
+
+
+# ---------------------------------------------------------------- main
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--quick", action="store_true", help="10,000 entries, fewer repeats")
+    parser.add_argument("--entries", type=int, help="transcript size (default 100,000; "
+                        "10,000 with --quick)")
+    parser.add_argument("--repeat", type=int, help="best of how many (default 5; 3 quick)")
+    parser.add_argument("--no-profile", action="store_true", help="skip the cProfile run")
+    parser.add_argument("--only", choices=("verify", "help", "rehearse"), action="append",
+                        help="run only this part (repeatable)")
+    parser.add_argument("--workdir", type=Path, help="where to build the bundle (default: "
+                        "a temporary directory under /dev/shm when it exists)")
+    args = parser.parse_args(argv)
+    entries = args.entries or (10_000 if args.quick else 100_000)
+    repeat = args.repeat or (3 if args.quick else 5)
+    parts = args.only or ["verify", "help", "rehearse"]
+    parent = args.workdir or (Path("/dev/shm") if Path("/dev/shm").is_dir() else None)
+    workdir = Path(tempfile.mkdtemp(prefix="ceremony-bench-", dir=parent))
+    say(f"ceremony benchmarks: Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+        f"workdir {workdir}")
+    try:
+        if "verify" in parts:
+            bench_verify(entries, repeat, workdir / "verify", not args.no_profile)
+        if "help" in parts:
+            bench_help(10 if not args.quick else 5)
+        if "rehearse" in parts:
+            bench_rehearse(repeat, workdir / "rehearse")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    say("\n== summary")
+    widths = [max(len(r[i]) for r in [("target", "measured", "ratio", "goal"), *TABLE])
+              for i in range(4)]
+    for row in [("target", "measured", "ratio", "goal"), *TABLE]:
+        say("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
