@@ -17,7 +17,8 @@ def render(report: Report) -> str:
         mark = {True: "ok  ", False: "FAIL", None: "----"}[step.ok]
         where = ""
         if step.line is not None:
-            where = f" (transcript.jsonl line {step.line}, seq {step.seq})"
+            seq = "" if step.seq is None else f", seq {step.seq}"
+            where = f" (transcript.jsonl line {step.line}{seq})"
         detail = f": {step.detail}" if step.detail else ""
         out.append(f"  {mark} {step.number:>2}. {step.name}{where}{detail}")
     if report.ok:

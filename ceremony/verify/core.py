@@ -15,8 +15,12 @@ The steps, in order (docs/transcript-format.md specifies each rule):
 6. signatures approvals, acknowledgements, checkpoints and the seal verify
 7. quorum     each completed step had its approvals, witnesses and confirmation, in order
 8. policy     the script complies with its policy (for a rehearsal, as recorded)
-9. checksums  SHA256SUMS lists every file with its digest and is signed by the transcript key
-10. seal      the last entry is the seal, covering everything before it, with a valid outcome
+9. seal       the last entry is the seal, covering everything before it, with a valid outcome
+10. checksums SHA256SUMS lists every file with its digest and is signed by the transcript key
+
+The seal runs before the checksums so that every check of the transcript's own content
+comes first: a transcript attack (a removed seal, say) is reported at the line it breaks,
+not as a stale SHA256SUMS digest, which names no line.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ceremony.canonical import sha256_hex
-from ceremony.errors import CeremonyError
+from ceremony.errors import BundleFormatError, CeremonyError
 from ceremony.model import statements as st
 from ceremony.model.policy import Policy, parse_policy
 from ceremony.model.rules import check_policy
@@ -46,7 +50,7 @@ CHECKSUMS_FILE = "SHA256SUMS"
 CHECKSUMS_SIG_FILE = "SHA256SUMS.sig"
 REQUIRED_FILES = (SCRIPT_FILE, POLICY_FILE, TRANSCRIPT_FILE, CHECKSUMS_FILE, CHECKSUMS_SIG_FILE)
 STEP_NAMES = ("bundle", "parse", "chain", "time", "start", "signatures", "quorum", "policy",
-              "checksums", "seal")
+              "seal", "checksums")
 
 # The exact payload fields of every event the format defines.
 PAYLOAD_FIELDS: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in {
@@ -123,10 +127,12 @@ class Report:
 
 
 class _Fail(Exception):
-    def __init__(self, detail: str, line: Line | None = None) -> None:
+    def __init__(self, detail: str, line: Line | None = None, *,
+                 number: int | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
         self.line = line
+        self.number = number  # a transcript line too malformed to be a Line (no seq)
 
 
 def verify_bundle(bundle: Path) -> Report:
@@ -134,7 +140,7 @@ def verify_bundle(bundle: Path) -> Report:
     report = Report(str(bundle))
     ctx: dict[str, Any] = {"bundle": bundle}
     checks = (_bundle, _parse, _chain, _time, _start, _signatures, _quorum, _policy,
-              _checksums, _seal)
+              _seal, _checksums)
     for result, check in zip(report.steps, checks, strict=True):
         try:
             check(ctx, report)
@@ -143,6 +149,8 @@ def verify_bundle(bundle: Path) -> Report:
             result.detail = exc.detail
             if exc.line is not None:
                 result.line, result.seq = exc.line.number, exc.line.entry.seq
+            elif exc.number is not None:
+                result.line = exc.number
             break
         result.ok = True
     return report
@@ -171,9 +179,12 @@ def _parse(ctx: dict[str, Any], report: Report) -> None:
     try:
         ctx["script"] = parse_script(script_text, SCRIPT_FILE)
         ctx["policy"] = parse_policy(policy_text, POLICY_FILE)
-        lines = parse_lines((bundle / TRANSCRIPT_FILE).read_bytes(), TRANSCRIPT_FILE)
     except CeremonyError as exc:
         raise _Fail(exc.message) from None
+    try:
+        lines = parse_lines((bundle / TRANSCRIPT_FILE).read_bytes(), TRANSCRIPT_FILE)
+    except BundleFormatError as exc:
+        raise _Fail(exc.message, number=exc.line) from None
     ctx["script_text"] = script_text
     for line in lines:
         event, payload = line.entry.event, line.entry.payload
@@ -257,9 +268,14 @@ def _start(ctx: dict[str, Any], report: Report) -> None:
 
 def _sig(text: Any, line: Line) -> bytes:
     try:
-        return st.unb64(text)
+        raw = st.unb64(text)
     except (binascii.Error, TypeError, ValueError):
         raise _Fail("a signature is not valid base64", line) from None
+    # Only the canonical spelling (RFC 4648 section 3.5: unused bits zero): otherwise the
+    # seal line, which no later line hashes, could be re-spelled without any check noticing.
+    if st.b64(raw) != text:
+        raise _Fail("a signature is not in canonical base64", line)
+    return raw
 
 
 def _signatures(ctx: dict[str, Any], report: Report) -> None:

@@ -1,0 +1,1 @@
+tTPS15MIZ2Qs+1qe5JhNqTfQQixgt9dWFiAhOY+E2wtxF7/cI+Gu+CjfSgab8NbqYjC3CcnmjDMAdui5NmfEAQ==

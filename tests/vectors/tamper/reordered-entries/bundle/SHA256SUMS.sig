@@ -1,0 +1,1 @@
+/D7egSWrkWJtOGXkvTIGVxelfoEq2qnBDfusZ/DgQ4GUOWvBjAiEIM8HF6mB9qyWB/HVrkf65KsCcz+bigkHDA==

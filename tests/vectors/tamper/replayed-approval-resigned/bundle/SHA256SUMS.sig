@@ -1,0 +1,1 @@
+7MAdWclClqpNe6Sk8zo4WGYIsJpUysLiJ0wOEV9GLteAhEO/NSKDv2i1vAZg0Jjpq8dwovI2jR7JRGZqunsFCg==
