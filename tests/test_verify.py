@@ -111,3 +111,33 @@ def test_module_entry_point_matches_cli() -> None:
                             capture_output=True, text=True, check=False)
     assert result.returncode == 1
     assert f"transcript.jsonl line {expect(vector)['line']}" in result.stdout
+
+
+@pytest.mark.parametrize("spelling", ["respelled", "trailing-space", "no-newline"])
+def test_checksum_signature_has_one_spelling(tmp_path: Path, spelling: str) -> None:
+    import base64
+    import shutil
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(GOLDEN / "bundle", bundle)
+    sig_path = bundle / "SHA256SUMS.sig"
+    text = sig_path.read_text()
+    assert verify_bundle(bundle).ok
+    if spelling == "respelled":
+        # The last base64 digit of a 64-byte value carries 4 unused bits: flip one.
+        body = text.rstrip("\n")
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+        last = body[-3]
+        other = alphabet[alphabet.index(last) ^ 1]
+        changed = body[:-3] + other + body[-2:]
+        assert base64.b64decode(changed) == base64.b64decode(body)
+        sig_path.write_text(changed + "\n")
+    elif spelling == "trailing-space":
+        sig_path.write_text(text.rstrip("\n") + " \n")
+    else:
+        sig_path.write_text(text.rstrip("\n"))
+    report = verify_bundle(bundle)
+    failure = report.first_failure
+    assert failure is not None
+    assert failure.name == "checksums"
+    assert "canonical base64" in failure.detail

@@ -466,7 +466,7 @@ def _policy(ctx: dict[str, Any], report: Report) -> None:
         raise _Fail(violations[0].message)
 
 
-# ---------------------------------------------------------------- 9. checksums
+# ---------------------------------------------------------------- 10. checksums
 
 def _checksums(ctx: dict[str, Any], report: Report) -> None:
     bundle: Path = ctx["bundle"]
@@ -487,17 +487,19 @@ def _checksums(ctx: dict[str, Any], report: Report) -> None:
     for name, digest in sorted(listed.items()):
         if sha256_hex((bundle / name).read_bytes()) != digest:
             raise _Fail(f"{name} does not match its digest in {CHECKSUMS_FILE}")
+    sig_file = (bundle / CHECKSUMS_SIG_FILE).read_bytes()
     try:
-        signature = base64.b64decode((bundle / CHECKSUMS_SIG_FILE).read_bytes().strip(),
-                                     validate=True)
+        signature = base64.b64decode(sig_file[:-1], validate=True)
     except binascii.Error:
-        raise _Fail(f"{CHECKSUMS_SIG_FILE} is not base64") from None
+        signature = b""
+    if base64.b64encode(signature) + b"\n" != sig_file:
+        raise _Fail(f"{CHECKSUMS_SIG_FILE} is not exactly one line of canonical base64")
     statement = st.checksums_statement(ceremony=ctx["script"].ceremony_id, checksums=sums)
     if not st.verify_ed25519(ctx["transcript_key"], signature, st.message(statement)):
         raise _Fail(f"{CHECKSUMS_SIG_FILE} does not verify with the transcript key")
 
 
-# ---------------------------------------------------------------- 10. seal
+# ---------------------------------------------------------------- 9. seal
 
 def _seal(ctx: dict[str, Any], report: Report) -> None:
     lines: list[Line] = ctx["lines"]
