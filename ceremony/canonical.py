@@ -12,7 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
+
+try:  # optional accelerator; results are identical with or without it (see _fast_parse)
+    import orjson
+except ImportError:  # pragma: no cover - exercised by the isolation test
+    orjson = None  # type: ignore[assignment]
 
 MAX_SAFE_INTEGER = 2**53 - 1
 
@@ -96,12 +102,59 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+# The fast path decides a line only if nothing in it can make orjson disagree with RFC 8785:
+# - escapes need no check: orjson refuses lone surrogates, and writes every BMP character
+#   exactly as RFC 8785 does (tests/test_canonical.py checks all 63,488 of them), so a
+#   line with any other escape does not re-encode to itself;
+# - no 4-byte UTF-8 sequence, so code-point key order (orjson) equals UTF-16 order (RFC);
+# - no float: in a line that re-encodes to itself every number follows `":`, `,` or `[`,
+#   and a float has a `.` or an exponent after its digits; with digits and `-` deleted, a
+#   float leaves a mark (see _FLOAT_TABLE). (Such text inside a string only costs speed.)
+# - no integer beyond 2**53 - 1: OPT_STRICT_INTEGER makes orjson refuse to write one.
+_NON_BMP = re.compile(rb"[\xf0-\xf4]")
+# Delete digits and '-', map '.', 'e', 'E' to 0x01 and ',', '[' to 0x02: a float value then
+# leaves 0x02 0x01 or '":' 0x01 (bytes 0x01 and 0x02 cannot occur raw in a JSON line).
+_FLOAT_TABLE = bytes.maketrans(b".eE,[", b"\x01\x01\x01\x02\x02")
+_DIGITS = b"0123456789-"
+_ORJSON_OPTIONS = 0 if orjson is None else orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
+
+
+def _fast_parse(data: bytes) -> Any:
+    """The value of ``data`` if a fast check proves it canonical, else None (undecided).
+
+    Accepts only what :func:`parse_strict_exact` accepts, with the same value; anything
+    the fast check cannot decide goes to the exact path. tests/test_canonical.py checks
+    the two agree on random and mutated inputs.
+    """
+    if orjson is None:
+        return None
+    if not data.isascii() and _NON_BMP.search(data) is not None:
+        return None
+    marks = data.translate(_FLOAT_TABLE, _DIGITS)
+    if b"\x02\x01" in marks or b'":\x01' in marks:
+        return None
+    try:
+        value = orjson.loads(data)
+        same = orjson.dumps(value, option=_ORJSON_OPTIONS) == data
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        return None
+    return value if same and type(value) is dict else None
+
+
 def parse_strict(data: bytes) -> Any:
     """Parse JSON that must already be canonical; raise CanonicalError otherwise.
 
     A signed or hashed line is accepted only if re-encoding it gives the same bytes, so
     there is exactly one byte string for each value (no whitespace, order or escape games).
     """
+    value = _fast_parse(data)
+    if value is not None:
+        return value
+    return parse_strict_exact(data)
+
+
+def parse_strict_exact(data: bytes) -> Any:
+    """:func:`parse_strict` by the exact RFC 8785 re-encoding alone (the reference path)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -8,9 +8,8 @@ Three targets, each measured against a baseline taken in the same run:
 
 1. verify   `ceremony verify` on a synthetic N-entry transcript vs a bare loop that only
             parses the lines (json.loads) and recomputes the SHA-256 chain. Target: <= 2x.
-            Also: a per-step breakdown, a cProfile of verify_bundle, and *prototypes* of
-            faster versions of the hot functions (copies living in this file, patched in
-            for the measurement only; nothing under ceremony/ is changed).
+            Also: a per-step breakdown, a cProfile of verify_bundle, and two reference
+            loops (the stdlib re-encode check; the bare loop with orjson.loads).
 2. help     `ceremony --help` wall time vs `python -c pass`. Target: < 0.3 s.
 3. rehearse `ceremony rehearse` wall time vs one `softhsm2-util --init-token`. Target: < 15 s.
 
@@ -27,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
-import gc
 import hashlib
 import io
 import json
@@ -41,7 +39,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -50,25 +47,14 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # for tests.fakes
 
-import ceremony.transcript as transcript_mod  # noqa: E402
 import ceremony.verify.core as vcore  # noqa: E402
-from ceremony.canonical import (  # noqa: E402
-    MAX_SAFE_INTEGER,
-    CanonicalError,
-    canonical_bytes,
-    parse_strict,
-)
 from ceremony.engine.core import Engine  # noqa: E402
 from ceremony.engine.prompts import Answer, Begin, Prompt  # noqa: E402
-from ceremony.errors import BundleFormatError  # noqa: E402
-from ceremony.transcript import (  # noqa: E402
-    ENTRY_KEYS,
-    FORMAT_VERSION,
-    Entry,
-    Line,
-    entry_from_dict,
-    parse_time,
-)
+
+try:
+    import orjson
+except ImportError:
+    orjson = None  # type: ignore[assignment]
 
 VENV_BIN = Path(sys.executable).parent
 CEREMONY = VENV_BIN / "ceremony"
@@ -183,230 +169,40 @@ def bare_loop(path: Path) -> int:
     return count
 
 
-# ---------------------------------------------------------------- 1b. PROTOTYPES
-#
-# Copies of ceremony functions with the suggested optimisations. They are patched in with
-# unittest.mock for a measurement only. Every failure path defers to the original function,
-# so error messages stay exactly the same.
-
-def _proto_int(text: str) -> int:
-    value = int(text)
-    if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
-        raise CanonicalError("integer outside the I-JSON range")
-    return value
-
-
-def _proto_reject(text: str) -> Any:
-    raise CanonicalError(f"{text!r} is not allowed")
-
-
-# Built once (json.loads/json.dumps with keyword arguments build a new one per call).
-_PROTO_DECODER = json.JSONDecoder(parse_float=_proto_reject, parse_constant=_proto_reject,
-                                  parse_int=_proto_int)
-_PROTO_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False,
-                                  sort_keys=True)
-# A UTF-8 lead byte of a character outside the BMP (U+10000 and up).
-_PROTO_NON_BMP = re.compile(rb"[\xf0-\xf4]")
-
-
-def proto_parse_strict(data: bytes) -> Any:
-    """PROTOTYPE of canonical.parse_strict: one C decode and one C encode per line.
-
-    RFC 8785 sorts keys by UTF-16 code units; json.dumps(sort_keys=True) sorts by code
-    points. The two orders differ only when a key holds a character above U+FFFF (a
-    surrogate pair sorts below U+E000..U+FFFF in UTF-16, above it in code points). No
-    such character can be in the value when the bytes hold no 4-byte UTF-8 sequence and no
-    backslash-u escape (escapes are the only way to spell a surrogate, too). In that case
-    the C encoder gives exactly canonical_bytes(value): floats and NaN are refused by the
-    decoder hooks, integers are range-checked by parse_int, keys are always strings.
-    Anything else, and every mismatch or error, goes to the original (exact messages).
-    """
-    if b"\\u" in data or (not data.isascii() and _PROTO_NON_BMP.search(data)):
-        return parse_strict(data)
-    try:
-        value = _PROTO_DECODER.decode(data.decode("utf-8"))
-        if _PROTO_ENCODER.encode(value).encode("utf-8") == data:
-            return value
-    except (UnicodeDecodeError, ValueError):  # JSONDecodeError, CanonicalError
-        pass
-    return parse_strict(data)  # raises with the original message
-
-
-_PROTO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", re.ASCII)
-
-
-def proto_parse_time(text: str) -> datetime:
-    """PROTOTYPE of transcript.parse_time: a fixed-form regex, then fromisoformat.
-
-    fromisoformat (C) is ~50x faster than strptime. It alone is more lenient (any
-    separator, week dates), hence the ASCII regex first; the regex is stricter than
-    strptime, whose \\d also accepts non-ASCII digits. Failures keep the original message.
-    """
-    if _PROTO_TIME.fullmatch(text) is not None:
-        with contextlib.suppress(ValueError):
-            return datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC)
-    return parse_time(text)  # raises with the original message
-
-
-def proto_parse_lines(data: bytes, name: str) -> list[Line]:
-    """PROTOTYPE of transcript.parse_lines with a fast path for well-formed entries.
-
-    Same checks as entry_from_dict, inlined; builds Entry/Line through object.__new__ and
-    the instance __dict__ (a frozen dataclass's __init__ costs one object.__setattr__ per
-    field). Any entry the fast path does not accept goes through the original functions.
-    """
-    if not data or not data.endswith(b"\n"):
-        return transcript_mod.parse_lines(data, name)  # the original errors
-    out: list[Line] = []
-    append = out.append
-    sha256 = hashlib.sha256
-    new = object.__new__
-    keys = ENTRY_KEYS
-    for number, raw in enumerate(data[:-1].split(b"\n"), start=1):
-        try:
-            value = proto_parse_strict(raw)
-        except CanonicalError as exc:
-            raise BundleFormatError(f"entry is malformed: {exc}", file=name, line=number,
-                                    hint="the transcript was altered or damaged") from None
-        if (type(value) is dict and value.keys() == keys and value["v"] == FORMAT_VERSION
-                and type(seq := value["seq"]) is int and seq >= 0
-                and type(value["time"]) is str and type(value["ceremony"]) is str
-                and type(value["actor"]) is str and type(value["event"]) is str
-                and type(prev := value["prev"]) is str and len(prev) == 64
-                and (value["step"] is None or type(value["step"]) is str)
-                and type(value["payload"]) is dict):
-            del value["v"]
-            entry = new(Entry)
-            entry.__dict__.update(value)
-        else:
-            try:
-                entry = entry_from_dict(value)
-            except ValueError as exc:
-                raise BundleFormatError(f"entry is malformed: {exc}", file=name,
-                                        line=number,
-                                        hint="the transcript was altered or damaged") from None
-        line = new(Line)
-        line.__dict__.update(number=number, raw=raw, hash=sha256(raw).hexdigest(),
-                             entry=entry)
-        append(line)
-    return out
-
-
-def proto_parse_lines_nogc(data: bytes, name: str) -> list[Line]:
-    """PROTOTYPE: parse_lines with the cyclic garbage collector paused.
-
-    Parsing allocates ~10 container objects per line and keeps them all, so CPython's
-    generational GC runs over and over on a heap that only grows (and holds no cycles).
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return proto_parse_lines(data, name)
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def proto_time_step(ctx: dict[str, Any], report: vcore.Report) -> None:
-    """PROTOTYPE of verify.core._time: validate each timestamp, compare them as strings.
-
-    In the one fixed-width form YYYY-MM-DDTHH:MM:SS.ffffffZ string order is time order, so
-    no aware datetime has to be built or compared; fromisoformat still checks the calendar.
-    """
-    last = ""
-    fullmatch, fromiso = _PROTO_TIME.fullmatch, datetime.fromisoformat
-    for line in ctx["lines"]:
-        text = line.entry.time
-        try:
-            if fullmatch(text) is None:
-                raise ValueError
-            fromiso(text[:-1])
-        except ValueError:
-            try:
-                parse_time(text)  # the original message
-            except ValueError as exc:
-                raise vcore._Fail(str(exc), line) from None
-        if text < last:
-            raise vcore._Fail("timestamp goes backwards", line)
-        last = text
-
+# ---------------------------------------------------------------- 1b. references
 
 def floor_loop(path: Path) -> int:
-    """Not a prototype: the bare loop plus one C re-encode and compare per line.
+    """For reference: the bare loop plus the stdlib C re-encode and compare of each line.
 
-    The least work any strict verifier must add (the canonical-form check); the gap
-    between this and the bare loop is the floor of the verify ratio.
+    This is what a canonical-form check costs with the json module alone; it is why the
+    verifier uses orjson when it is installed (see ceremony/canonical.py).
     """
-    data = path.read_bytes()
+    decode = json.JSONDecoder().decode
+    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
+    sha256 = hashlib.sha256
     prev = "0" * 64
-    decode, encode, sha256 = _PROTO_DECODER.decode, _PROTO_ENCODER.encode, hashlib.sha256
     count = 0
-    for raw in data[:-1].split(b"\n"):
+    for raw in path.read_bytes()[:-1].split(b"\n"):
         value = decode(raw.decode("utf-8"))
         if encode(value).encode("utf-8") != raw or value["prev"] != prev:
-            raise RuntimeError(f"line {count + 1} is not canonical or not chained")
+            raise RuntimeError("floor loop: line not canonical or chain broken")
         prev = sha256(raw).hexdigest()
         count += 1
     return count
 
 
-# Which prototypes are patched in, cumulatively, for the measurement.
-PROTOTYPES: list[tuple[str, list[tuple[Any, str, Any]]]] = [
-    ("P1 parse_strict: C encode fast path", [
-        (transcript_mod, "parse_strict", proto_parse_strict)]),
-    ("P2 + parse_time: regex + fromisoformat", [
-        (vcore, "parse_time", proto_parse_time)]),
-    ("P3 + parse_lines: inlined entry checks", [
-        (vcore, "parse_lines", proto_parse_lines)]),
-    ("P4 + parse_lines: GC paused while parsing", [
-        (vcore, "parse_lines", proto_parse_lines_nogc)]),
-    ("P5 + _time: compare timestamps as strings", [
-        (vcore, "_time", proto_time_step)]),
-]
-
-
-@contextlib.contextmanager
-def patched(patches: list[tuple[Any, str, Any]]) -> Iterator[None]:
-    with contextlib.ExitStack() as stack:
-        for target, attribute, replacement in patches:
-            stack.enter_context(mock.patch.object(target, attribute, replacement))
-        yield
-
-
-def check_prototypes_equivalent() -> list[str]:
-    """Spot checks that each prototype agrees with the original (value or error)."""
-    problems: list[str] = []
-
-    def outcome(func: Callable[[Any], Any], arg: Any) -> tuple[str, Any]:
-        try:
-            return ("ok", func(arg))
-        except (CanonicalError, ValueError) as exc:
-            return (type(exc).__name__, str(exc))
-
-    samples = [
-        {"b": 1, "a": [True, None, "x"]}, {"€": 1, "z": 2}, {"\U0001f600": 1, "\ue000": 2},
-        {"k": "\U0001f600 emoji"}, {"k": "tab\tnew\nline\u0001\u007f\u2028"},
-        {"n": MAX_SAFE_INTEGER}, {"n": -MAX_SAFE_INTEGER}, {"a": {"d": {}, "c": []}},
-    ]
-    lines = [canonical_bytes(v) for v in samples] + [
-        b'{"a":1,"a":1}', b'{"a":1.0}', b'{"a":1e5}', b'{"a":NaN}', b'{"n":9007199254740992}',
-        b'{"a":-0}', b'{"b":1,"a":2}', b' {"a":1}', b'{"a":"\\u00e9"}', b'{"a":"\\ud800"}',
-        b'{"\\ud83d\\ude00":1,"\\ue000":2}', b'{"a":"\xff"}', b'[1,2]', b'"x"', b'{"a":01}',
-        b'{"\xee\x80\x80":2,"\xf0\x9f\x98\x80":1}', b'{"\xf0\x9f\x98\x80":1,"\xee\x80\x80":2}',
-    ]
-    for raw in lines:
-        if outcome(parse_strict, raw) != outcome(proto_parse_strict, raw):
-            problems.append(f"parse_strict differs on {raw!r}")
-    times = ["2026-01-02T03:04:05.678901Z", "2026-02-30T03:04:05.678901Z",
-             "2026-01-02 03:04:05.678901Z", "2026-W01-1T03:04:05.678901Z",
-             "2026-13-02T03:04:05.678901Z", "2026-01-02T24:00:00.000000Z",
-             "2026-01-02T03:04:05.678901+", "2026-01-02T03:04:05,678901Z",
-             "\u0662\u0660\u0662\u0666-01-02T03:04:05.678901Z"]
-    for text in times:
-        a, b = outcome(parse_time, text), outcome(proto_parse_time, text)
-        if a != b:
-            problems.append(f"parse_time differs on {text!r}: {a} vs {b}")
-    return problems
+def orjson_bare_loop(path: Path) -> int | None:
+    """For reference: the bare loop with orjson.loads instead of json.loads (if installed)."""
+    if orjson is None:
+        return None
+    prev = "0" * 64
+    count = 0
+    for raw in path.read_bytes()[:-1].split(b"\n"):
+        if orjson.loads(raw)["prev"] != prev:
+            raise RuntimeError("orjson bare loop: chain broken")
+        prev = hashlib.sha256(raw).hexdigest()
+        count += 1
+    return count
 
 
 # ---------------------------------------------------------------- 1c. the verify benchmark
@@ -428,6 +224,15 @@ def time_steps(bundle: Path, repeat: int) -> list[tuple[str, float]]:
         for _ in range(repeat):
             vcore.verify_bundle(bundle)
     return [(n.lstrip("_"), best[n]) for n in names]
+
+
+@contextlib.contextmanager
+def patched(patches: list[tuple[Any, str, Any]]) -> Iterator[None]:
+    """Temporarily replace module attributes (here: to time each verifier step)."""
+    with contextlib.ExitStack() as stack:
+        for target, name, value in patches:
+            stack.enter_context(mock.patch.object(target, name, value))
+        yield
 
 
 def profile_verify(bundle: Path, top: int) -> str:
@@ -459,30 +264,14 @@ def bench_verify(entries: int, repeat: int, workdir: Path, profile: bool) -> Non
         f"{reference.outcome}")
 
     transcript = bundle / "transcript.jsonl"
-    say(f"prototype equivalence spot checks: {check_prototypes_equivalent() or 'all agree'}")
-    expected = reference.as_dict()
-    levels: list[tuple[str, list[tuple[Any, str, Any]]]] = []
-    active: list[tuple[Any, str, Any]] = []
-    for label, patches in PROTOTYPES:
-        active = [*active, *patches]
-        levels.append((label, active))
-        with patched(active):
-            if vcore.verify_bundle(bundle).as_dict() != expected:
-                raise RuntimeError(f"prototype {label} changes the report")
-
-    def with_patches(patches: list[tuple[Any, str, Any]]) -> Callable[[], object]:
-        def run() -> object:
-            with patched(patches):
-                return vcore.verify_bundle(bundle)
-        return run
-
     funcs: dict[str, Callable[[], object]] = {
         "a": lambda: bare_loop(transcript),
         "b": lambda: vcore.verify_bundle(bundle),
         "c": lambda: run_quiet([str(CEREMONY), "verify", str(bundle)]),
         "f": lambda: floor_loop(transcript),
     }
-    funcs.update((label, with_patches(patches)) for label, patches in levels)
+    if orjson is not None:
+        funcs["o"] = lambda: orjson_bare_loop(transcript)
     say(f"timing (best of {repeat}, all variants taking turns; load average "
         f"{os.getloadavg()[0]:.2f})...")
     best = interleaved(repeat, funcs)
@@ -496,35 +285,29 @@ def bench_verify(entries: int, repeat: int, workdir: Path, profile: bool) -> Non
     show("(a) bare loop (json.loads + sha256 chain)", "a")
     show("(b) verify_bundle in-process", "b")
     show("(c) `ceremony verify BUNDLE` subprocess", "c")
-    show("(f) floor: (a) + C re-encode and compare", "f")
-    say("prototypes, cumulative, in-process (each gives the same report as the original):")
-    for label, _ in levels:
-        show(f"  {label}", label)
-    for key, text in (("b", "verify (b) in-process"), ("c", "verify (c) CLI subprocess"),
-                      ("f", "floor (a)+re-encode, for reference")):
+    show("(f) reference: (a) + stdlib re-encode check", "f")
+    if "o" in best:
+        show("(o) reference: (a) with orjson.loads", "o")
+    rows = [("b", "verify (b) in-process"), ("c", "verify (c) CLI subprocess"),
+            ("f", "reference (a) + stdlib re-encode")]
+    if "o" in best:
+        rows.append(("o", "reference (a) with orjson.loads"))
+    for key, text in rows:
         TABLE.append((text, f"{best[key][0]:.3f} s / {bare:.3f} s",
                       f"{best[key][0] / bare:.2f}x (CPU {best[key][1] / bare_cpu:.2f}x)",
-                      "<= 2x"))
-    for label, _ in levels:
-        TABLE.append((f"verify prototype {label.split()[0]} in-process",
-                      f"{best[label][0]:.3f} s / {bare:.3f} s",
-                      f"{best[label][0] / bare:.2f}x (CPU {best[label][1] / bare_cpu:.2f}x)",
-                      "<= 2x"))
+                      "<= 2x" if key in "bc" else "-"))
+    if "o" in best:
+        TABLE.append(("verify (b) vs orjson bare loop", f"{best['b'][0]:.3f} s / "
+                      f"{best['o'][0]:.3f} s", f"{best['b'][0] / best['o'][0]:.2f}x", "-"))
 
-    for title, patches in (("original", []), ("all prototypes", levels[-1][1])):
-        say(f"\nper-step time of verify_bundle, {title} (best of {repeat} per step):")
-        with patched(patches):
-            steps = time_steps(bundle, repeat)
-        total = sum(seconds for _, seconds in steps)
-        for name, seconds in steps:
-            say(f"  {name:<11} {seconds:8.3f} s  {seconds / total:6.1%}")
-
+    say(f"\nper-step time of verify_bundle (best of {repeat} per step):")
+    steps = time_steps(bundle, repeat)
+    total = sum(seconds for _, seconds in steps)
+    for name, seconds in steps:
+        say(f"  {name:<11} {seconds:8.3f} s  {seconds / total:6.1%}")
     if profile:
-        say("\ncProfile of verify_bundle, original (profiling inflates per-call costs):")
+        say("\ncProfile of verify_bundle (profiling inflates per-call costs):")
         say(profile_verify(bundle, 15))
-        with patched(levels[-1][1]):
-            say("cProfile of verify_bundle, all prototypes:")
-            say(profile_verify(bundle, 15))
 
 
 # ---------------------------------------------------------------- 2. --help

@@ -120,3 +120,62 @@ def test_member_order_does_not_matter(value: dict[str, Any], rnd: random.Random)
     items = list(value.items())
     rnd.shuffle(items)
     assert canonical_bytes(dict(items)) == canonical_bytes(value)
+
+
+# ---------------------------------------------------------------- the fast path
+
+
+def test_fast_path_writes_every_bmp_character_as_rfc8785() -> None:
+    """The fast path's premise: orjson escapes each BMP character exactly as RFC 8785."""
+    orjson = pytest.importorskip("orjson")
+    from ceremony.canonical import canonical_bytes
+
+    differ = []
+    for cp in range(0x10000):
+        if 0xD800 <= cp < 0xE000:
+            continue
+        value = {"k": chr(cp)}
+        if orjson.dumps(value, option=orjson.OPT_SORT_KEYS) != canonical_bytes(value):
+            differ.append(hex(cp))
+    assert differ == []
+
+
+def _outcome(parse: Any, data: bytes) -> Any:
+    try:
+        return ("ok", parse(data))
+    except CanonicalError:
+        return ("refused",)
+
+
+_JSON_TEXT = hs.text(alphabet=hs.characters(codec="utf-8"), max_size=12)
+_JSON_VALUES = hs.recursive(
+    hs.none() | hs.booleans() | hs.integers(-(2**60), 2**60) | _JSON_TEXT
+    | hs.floats(allow_nan=False, allow_infinity=False),
+    lambda children: hs.lists(children, max_size=4)
+    | hs.dictionaries(_JSON_TEXT, children, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=hs.dictionaries(_JSON_TEXT, _JSON_VALUES, max_size=5),
+       mutation=hs.one_of(hs.none(), hs.tuples(hs.integers(0, 10**6), hs.binary(max_size=3))))
+def test_fast_path_agrees_with_the_exact_path(value: dict[str, Any],
+                                              mutation: tuple[int, bytes] | None) -> None:
+    """parse_strict (fast path first) and parse_strict_exact accept and refuse alike."""
+    import json
+
+    from ceremony.canonical import parse_strict, parse_strict_exact
+
+    data = json.dumps(value, sort_keys=True, ensure_ascii=False,
+                      separators=(",", ":")).encode("utf-8")
+    try:
+        from ceremony.canonical import canonical_bytes
+
+        data = canonical_bytes(value)
+    except CanonicalError:
+        pass  # keep the json module's text: floats and big integers must be refused
+    if mutation is not None:
+        at, insert = mutation
+        at %= len(data) + 1
+        data = data[:at] + insert + data[at + len(insert):]
+    assert _outcome(parse_strict, data) == _outcome(parse_strict_exact, data)
