@@ -28,7 +28,8 @@ def render(report: Report) -> str:
     else:
         failed = report.first_failure
         assert failed is not None
-        out.append(f"NOT VERIFIED: step {failed.number} ({failed.name}) failed")
+        out.append(f"NOT VERIFIED: step {failed.number} ({failed.name}) failed "
+                   f"[{failed.requirement}]")
     return "\n".join(out)
 
 

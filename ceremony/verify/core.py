@@ -81,6 +81,15 @@ PAYLOAD_FIELDS: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in {
 OPTIONAL_FIELDS = {"seal": frozenset({"root_key_signature"})}
 
 
+# The requirement (docs/requirements.md) each step proves.
+STEP_REQUIREMENTS = {
+    "bundle": "CER-CHECKSUMS", "parse": "CER-STRICT-INPUT", "chain": "CER-CHAIN",
+    "time": "CER-TIME", "start": "CER-SCRIPT-PIN", "signatures": "CER-APPROVAL-SIG",
+    "quorum": "CER-QUORUM", "policy": "CER-POLICY-KEY", "seal": "CER-SEAL",
+    "checksums": "CER-CHECKSUMS",
+}
+
+
 @dataclass
 class StepResult:
     number: int
@@ -89,9 +98,11 @@ class StepResult:
     detail: str = ""
     line: int | None = None
     seq: int | None = None
+    requirement: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {"step": self.number, "name": self.name,
+                "requirement": self.requirement or STEP_REQUIREMENTS[self.name],
                 "result": {True: "pass", False: "fail", None: "not run"}[self.ok],
                 "detail": self.detail, "line": self.line, "seq": self.seq}
 
@@ -128,11 +139,12 @@ class Report:
 
 class _Fail(Exception):
     def __init__(self, detail: str, line: Line | None = None, *,
-                 number: int | None = None) -> None:
+                 number: int | None = None, requirement: str = "") -> None:
         super().__init__(detail)
         self.detail = detail
         self.line = line
         self.number = number  # a transcript line too malformed to be a Line (no seq)
+        self.requirement = requirement
 
 
 def verify_bundle(bundle: Path) -> Report:
@@ -147,6 +159,7 @@ def verify_bundle(bundle: Path) -> Report:
         except _Fail as exc:
             result.ok = False
             result.detail = exc.detail
+            result.requirement = exc.requirement or STEP_REQUIREMENTS[result.name]
             if exc.line is not None:
                 result.line, result.seq = exc.line.number, exc.line.entry.seq
             elif exc.number is not None:
@@ -464,7 +477,7 @@ def _policy(ctx: dict[str, Any], report: Report) -> None:
     violations = check_policy(ctx["script"], ctx["policy"], rehearsal=bool(report.rehearsal),
                               script_text=ctx["script_text"])
     if violations:
-        raise _Fail(violations[0].message)
+        raise _Fail(violations[0].message, requirement=violations[0].requirement)
 
 
 # ---------------------------------------------------------------- 10. checksums
