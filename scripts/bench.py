@@ -169,6 +169,18 @@ def bare_loop(path: Path) -> int:
     return count
 
 
+# The same bare loop as a program of its own, to compare with `ceremony verify` as a
+# command: both then pay for starting the interpreter.
+BARE_LOOP_PROGRAM = """
+import hashlib, json, sys
+prev = "0" * 64
+for raw in open(sys.argv[1], "rb").read()[:-1].split(b"\\n"):
+    if json.loads(raw)["prev"] != prev:
+        sys.exit("chain broken")
+    prev = hashlib.sha256(raw).hexdigest()
+"""
+
+
 # ---------------------------------------------------------------- 1b. references
 
 def floor_loop(path: Path) -> int:
@@ -268,6 +280,7 @@ def bench_verify(entries: int, repeat: int, workdir: Path, profile: bool) -> Non
         "a": lambda: bare_loop(transcript),
         "b": lambda: vcore.verify_bundle(bundle),
         "c": lambda: run_quiet([str(CEREMONY), "verify", str(bundle)]),
+        "d": lambda: run_quiet([sys.executable, "-c", BARE_LOOP_PROGRAM, str(transcript)]),
         "f": lambda: floor_loop(transcript),
     }
     if orjson is not None:
@@ -285,6 +298,7 @@ def bench_verify(entries: int, repeat: int, workdir: Path, profile: bool) -> Non
     show("(a) bare loop (json.loads + sha256 chain)", "a")
     show("(b) verify_bundle in-process", "b")
     show("(c) `ceremony verify BUNDLE` subprocess", "c")
+    show("(d) bare loop as a subprocess", "d")
     show("(f) reference: (a) + stdlib re-encode check", "f")
     if "o" in best:
         show("(o) reference: (a) with orjson.loads", "o")
@@ -296,6 +310,8 @@ def bench_verify(entries: int, repeat: int, workdir: Path, profile: bool) -> Non
         TABLE.append((text, f"{best[key][0]:.3f} s / {bare:.3f} s",
                       f"{best[key][0] / bare:.2f}x (CPU {best[key][1] / bare_cpu:.2f}x)",
                       "<= 2x" if key in "bc" else "-"))
+    TABLE.append(("verify (c) CLI vs (d) bare-loop program", f"{best['c'][0]:.3f} s / "
+                  f"{best['d'][0]:.3f} s", f"{best['c'][0] / best['d'][0]:.2f}x", "<= 2x"))
     if "o" in best:
         TABLE.append(("verify (b) vs orjson bare loop", f"{best['b'][0]:.3f} s / "
                       f"{best['o'][0]:.3f} s", f"{best['b'][0] / best['o'][0]:.2f}x", "-"))
