@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import operator
 import os
 import re
 import signal
@@ -89,17 +90,19 @@ def entry_hash(line: bytes) -> str:
     return hashlib.sha256(line).hexdigest()
 
 
+_FIELDS = operator.itemgetter("v", "seq", "time", "ceremony", "actor", "step", "event",
+                              "payload", "prev")
+
+
 def entry_from_dict(value: Any) -> Entry:
     """Build an Entry from parsed JSON, checking field names and types (never coercing)."""
     if type(value) is dict and value.keys() == ENTRY_KEYS:
-        seq, step, prev = value["seq"], value["step"], value["prev"]
-        if (value["v"] == FORMAT_VERSION and type(value["v"]) is int and type(seq) is int
-                and seq >= 0 and type(value["time"]) is str
-                and type(value["ceremony"]) is str and type(value["actor"]) is str
-                and type(value["event"]) is str and type(prev) is str and len(prev) == 64
-                and (step is None or type(step) is str) and type(value["payload"]) is dict):
-            return Entry(seq, value["time"], value["ceremony"], value["actor"], step,
-                         value["event"], value["payload"], prev)
+        v, seq, time, ceremony, actor, step, event, payload, prev = _FIELDS(value)
+        if (v == FORMAT_VERSION and type(v) is int and type(seq) is int and seq >= 0
+                and type(time) is str and type(ceremony) is str and type(actor) is str
+                and type(event) is str and type(prev) is str and len(prev) == 64
+                and (step is None or type(step) is str) and type(payload) is dict):
+            return Entry(seq, time, ceremony, actor, step, event, payload, prev)
     raise ValueError(_entry_problem(value))
 
 
