@@ -218,6 +218,10 @@ def parse_script(text: str, name: str) -> Script:
         size = rk.integer("size", low=2048, high=8192)
         if size not in RSA_SIZES:
             raise rk.fail("size", f"{size} is not one of {', '.join(map(str, RSA_SIZES))}")
+    for option, applies_to in (("curve", "ecdsa"), ("size", "rsa")):
+        if option in rk.data and algorithm != applies_to:
+            raise rk.fail(option, f"does not apply to {algorithm} keys (only to {applies_to})",
+                          hint=f"remove {option}, or change the algorithm")
     label = rk.text("label", pattern=r"[ -~]{1,64}", max_len=64,
                    what="1 to 64 printable ASCII characters")
     key_id = rk.text("id", pattern=r"(?:[0-9a-f]{2}){1,32}", max_len=64,
