@@ -41,6 +41,7 @@ from ceremony.engine.prompts import (
 from ceremony.errors import CeremonyError, QuorumError, TokenError, UsageError
 from ceremony.model import statements as st
 from ceremony.model.policy import parse_policy
+from ceremony.model.script import parse_script
 from ceremony.rehearsal import Cast, make_cast, sample_texts
 from ceremony.transcript import format_time, parse_time
 from ceremony.verify import verify_bundle
@@ -498,3 +499,28 @@ def test_resume_does_not_redo_a_completed_action(run: Run) -> None:
     assert isinstance(run.approve("wendy"), Finished)
     report = verify_bundle(run.bundle)
     assert report.ok, report.first_failure
+
+
+def test_resume_signs_a_checkpoint_lost_to_a_crash(run: Run) -> None:
+    """Killed between step.completed and its checkpoint: resume signs one after resuming."""
+    run.engine.submit(Begin())
+    run.approve("wendy")
+    assert run.events()[-2:] == ["step.completed", "checkpoint"]
+    _cut_after(run, "step.completed")
+    engine = run.engine
+    Engine.resume(engine.script, engine.policy, engine.devices, run.bundle)
+    assert run.events()[-3:] == ["step.completed", "ceremony.resumed", "checkpoint"]
+
+
+def test_refused_resume_leaves_a_torn_transcript_untouched(run: Run) -> None:
+    """A resume with the wrong script is refused before the torn last line is repaired."""
+    run.engine.submit(Begin())
+    path = run.bundle / "transcript.jsonl"
+    with path.open("ab") as handle:
+        handle.write(b'{"torn":')
+    before = path.read_bytes()
+    other = parse_script(run.cast.script_text.replace(
+        'title = "Sample root key ceremony"', 'title = "Another ceremony"'), "script.toml")
+    with pytest.raises(UsageError):
+        Engine.resume(other, run.engine.policy, run.engine.devices, run.bundle)
+    assert path.read_bytes() == before

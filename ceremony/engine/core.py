@@ -132,6 +132,7 @@ class Engine:
         self.rehearsal = rehearsal
         self.state = state
         self.admin = script.with_role("administrator")[0].id
+        self.last_event = ""
         self._tk = (transcript_key_label(script.ceremony_id),
                     transcript_key_id(script.ceremony_id))
 
@@ -180,7 +181,12 @@ class Engine:
         if not path.is_file() or path.stat().st_size == 0:
             raise UsageError(f"there is no transcript to resume in {bundle}",
                              hint="start the ceremony without --resume")
-        repaired = repair_tail(path)
+        pinned = bundle / SCRIPT_FILE
+        if not pinned.is_file() or sha256_hex(pinned.read_bytes()) != script.sha256:
+            raise UsageError("this script is not the one the unfinished ceremony started with",
+                             hint=f"resume with the exact script in {pinned}",
+                             requirement="CER-SCRIPT-PIN")
+        repaired = repair_tail(path)  # only now: a refused resume leaves the file untouched
         lines = parse_lines(path.read_bytes(), str(path))
         prev = lines[0].entry.prev
         for line in lines:
@@ -226,6 +232,9 @@ class Engine:
             # step.completed: complete it now, as submit() would have, instead of asking
             # again for an answer that was already given (or redoing a finished action).
             engine._advance()
+        if not engine.state.sealed and engine.last_event != "checkpoint":
+            # Sign what the resume wrote (and a step.completed whose checkpoint was lost).
+            engine._checkpoint()
         return engine
 
     # ---------------------------------------------------------------- the loop
@@ -321,6 +330,7 @@ class Engine:
                moment: datetime | None = None) -> Entry:
         entry = self.writer.append(moment or self._now(), actor, step, event, payload)
         self.state = _apply(self.script, self.state, entry)
+        self.last_event = event
         return entry
 
     def _approval_prompt(self, step: Step, role: str, eligible: tuple[str, ...],
