@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bundle", type=Path)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
+    p = sub.add_parser("replay", help="the auditor's step-by-step view of a bundle, with "
+                       "the verifier's result on every step (exit 1 if it does not verify)")
+    p.add_argument("bundle", type=Path)
+
     p = sub.add_parser("sample", help="write the sample script and policy to copy from")
     p.add_argument("directory", type=Path)
     return parser
@@ -78,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         handler = {"rehearse": cmd_rehearse, "lint": cmd_lint, "run": cmd_run,
-                   "verify": cmd_verify, "sample": cmd_sample}[args.command]
+                   "verify": cmd_verify, "replay": cmd_replay,
+                   "sample": cmd_sample}[args.command]
         return handler(args)
     except CeremonyError as exc:
         print(f"ceremony: {exc.describe()}", file=sys.stderr)
@@ -166,6 +171,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if report.ok:
             print(_digest_lines(report))
     return EXIT_OK if report.ok else Kind.CHECK_FAILED.value
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    if not args.bundle.is_dir():
+        raise UsageError(f"{args.bundle} is not a bundle directory; give the directory a "
+                         "ceremony wrote (it holds transcript.jsonl)")
+    from ceremony.tui.replay import ReplayApp
+
+    app = ReplayApp(args.bundle)
+    app.run()
+    return EXIT_OK if app.verified else Kind.CHECK_FAILED.value
 
 
 def _digest_lines(report: Report) -> str:

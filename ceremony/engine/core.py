@@ -148,6 +148,7 @@ class Engine:
                              hint="choose a new --out directory, or use --resume to continue "
                                   "the ceremony recorded there")
         token = devices.token
+        check_token_identity(script, token.describe())
         rk = script.root_key
         if token.find_objects(rk.label, rk.key_id):
             raise TokenError(f"the token already holds a key labelled {rk.label!r} with id "
@@ -214,6 +215,15 @@ class Engine:
         if state.sealed:
             engine._finalize()
             return engine
+        check_token_identity(script, devices.token.describe())
+        recorded = first.payload.get("token", {})
+        current = devices.token.describe()
+        if (recorded.get("serial"), recorded.get("model")) != (current.get("serial"),
+                                                                current.get("model")):
+            raise TokenError(f"this is token {current.get('serial')!r}, but the ceremony "
+                             f"started on token {recorded.get('serial')!r}",
+                             hint="insert the token the ceremony started on",
+                             requirement="CER-TOKEN-PIN")
         found = devices.token.find_ed25519(*engine._tk)
         if found != public:
             raise TokenError("the ceremony's transcript key is not on this token",
@@ -578,6 +588,17 @@ REHEARSAL_NOTE = """REHEARSAL
 This bundle was made by `ceremony rehearse` on a throwaway SoftHSM2 token with simulated
 custodians. Nothing in it is a production key; do not trust it for anything but practice.
 """
+
+
+def check_token_identity(script: Script, description: dict[str, Any]) -> None:
+    """Refuse a token other than the one the script pins (before anything is written)."""
+    for name, expected in (("serial", script.token.serial), ("model", script.token.model)):
+        found = str(description.get(name, "")).strip()
+        if expected is not None and found != expected:
+            raise TokenError(f"the token's {name} is {found!r}, but the script expects "
+                             f"{expected!r}; nothing was written",
+                             hint="insert the token the script names, or fix token."
+                                  f"{name} in the script", requirement="CER-TOKEN-PIN")
 
 
 def _check_runnable(script: Script, policy: Policy, script_bytes: bytes, policy_bytes: bytes,

@@ -90,6 +90,8 @@ class Step:
 class TokenSpec:
     module: str | None
     uri: str | None
+    serial: str | None = None  # when set, any other token is refused before anything is written
+    model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -178,8 +180,12 @@ def parse_script(text: str, name: str) -> Script:
         module = tok.text("module", required=False, max_len=400)
         uri = tok.text("uri", required=False, pattern=r"pkcs11:.*", max_len=400,
                       what="a PKCS#11 URI (RFC 7512) starting with 'pkcs11:'")
+        serial = tok.text("serial", required=False, pattern=r"[ -~]{1,16}", max_len=16,
+                          what="a token serial number (1 to 16 printable characters)")
+        model = tok.text("model", required=False, pattern=r"[ -~]{1,16}", max_len=16,
+                         what="a token model (1 to 16 printable characters)")
         tok.done()
-        token = TokenSpec(module, uri)
+        token = TokenSpec(module, uri, serial, model)
 
     participants: list[Participant] = []
     seen_keys: dict[str, str] = {}

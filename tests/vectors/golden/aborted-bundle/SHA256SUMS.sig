@@ -1,1 +1,1 @@
-8HgN16EdT3sborxZ2XWDgd9zxiO8XXq3LMAXLRo/5Kzgjg2XICTNcGk20wx0Gz0k5bq2jmiLTajPKs8sE8hSDg==
+tAYTc/AVllIzLYs7PfbHc55lluedQLSKvUxuDkscjyyIjGf8OHC+rlHeL6CyiStPTgmYBpexBVi0HZxWAyaCCQ==
