@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import importlib.util
 from functools import lru_cache
-from importlib import resources
+from pathlib import Path
 
 WORD_BITS = 10  # the SLIP-39 word list: 1024 words, each unique in its first 4 letters
 
 
 @lru_cache(maxsize=1)
 def _wordlist() -> tuple[str, ...]:
-    text = resources.files("shamir_mnemonic").joinpath("wordlist.txt").read_text()
+    # Locate the file without importing shamir_mnemonic: the UI shows digest words on its
+    # first screen and must not load the share library before a step needs it.
+    spec = importlib.util.find_spec("shamir_mnemonic")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("shamir-mnemonic is not installed (it holds the SLIP-39 word list)")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    text = (folder / "wordlist.txt").read_text()
     words = tuple(text.split())
     if len(words) != 1 << WORD_BITS:
         raise RuntimeError("the SLIP-39 word list is not 1024 words")

@@ -8,18 +8,23 @@ bundle goes to ``OUT/bundle`` and is verified before the summary is printed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ceremony.errors import UsageError
 from ceremony.model.answers import Answers, StepAnswers
 from ceremony.model.script import Script, parse_script
+
+if TYPE_CHECKING:
+    from ceremony.adapters.softhsm import ThrowawayToken
 
 
 def sample_texts() -> tuple[str, str]:
@@ -91,23 +96,34 @@ def prepare_out(out: Path) -> None:
                          hint="choose another --out directory, or remove the old one")
 
 
-def rehearse(out: Path, say: Callable[[str], None] = print) -> tuple[Path, Path]:
-    """Run the sample ceremony on a fresh SoftHSM2 token; return (bundle, secret dir)."""
+@dataclass
+class Rehearsal:
+    """A prepared rehearsal: simulated cast, its files under ``secret``, the sample policy."""
+
+    bundle: Path
+    secret: Path
+    cast: Cast
+    policy_text: str
+    answers: Answers
+
+    @property
+    def shares(self) -> Path:
+        return self.secret / "shares"
+
+
+def prepare_rehearsal(out: Path, random_bytes: Callable[[int], bytes] = secrets.token_bytes
+                      ) -> Rehearsal:
+    """Make the cast and write its keys, script, policy and answers under ``OUT/secret``.
+
+    Shared by the headless `ceremony rehearse` and `ceremony rehearse --tui`.
+    """
     from ceremony.adapters.identity import KeyFileSigner
-    from ceremony.adapters.pkcs11_token import Pkcs11Token
-    from ceremony.adapters.sharesheets import ShareSheetDirectory
-    from ceremony.adapters.slip39 import Slip39Splitter
-    from ceremony.adapters.softhsm import create_token
-    from ceremony.adapters.system import OsRandomness, SystemClock
-    from ceremony.engine.core import Devices, Engine
-    from ceremony.headless import run_headless
-    from ceremony.model.policy import parse_policy
 
     prepare_out(out)
     bundle, secret = out / "bundle", out / "secret"
     script_template, policy_text = sample_texts()
     secret.mkdir(parents=True, mode=0o700)
-    cast = make_cast(script_template, secrets.token_bytes)
+    cast = make_cast(script_template, random_bytes)
     identities = {}
     (secret / "identities").mkdir(mode=0o700)
     for pid, signer in cast.signers.items():
@@ -119,22 +135,45 @@ def rehearse(out: Path, say: Callable[[str], None] = print) -> tuple[Path, Path]
     _write_private(secret / "policy.toml", policy_text)
     answers = simulated_answers(cast.script, identities)
     _write_private(secret / "answers.toml", answers_toml(cast.script, answers))
-    policy = parse_policy(policy_text, "policy.toml")
+    return Rehearsal(bundle, secret, cast, policy_text, answers)
+
+
+@contextlib.contextmanager
+def throwaway_token(say: Callable[[str], None] = print) -> Iterator[ThrowawayToken]:
+    """A fresh SoftHSM2 token in a temporary directory, removed afterwards."""
+    from ceremony.adapters.softhsm import create_token
 
     workdir = Path(tempfile.mkdtemp(prefix="ceremony-rehearsal-token-"))
     try:
         throwaway = create_token(workdir, f"rehearsal-{secrets.token_hex(4)}")
         say(f"REHEARSAL on a throwaway SoftHSM2 token ({throwaway.label}) with simulated "
             "participants")
+        yield throwaway
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def rehearse(out: Path, say: Callable[[str], None] = print) -> tuple[Path, Path]:
+    """Run the sample ceremony on a fresh SoftHSM2 token; return (bundle, secret dir)."""
+    from ceremony.adapters.pkcs11_token import Pkcs11Token
+    from ceremony.adapters.sharesheets import ShareSheetDirectory
+    from ceremony.adapters.slip39 import Slip39Splitter
+    from ceremony.adapters.system import OsRandomness, SystemClock
+    from ceremony.engine.core import Devices, Engine
+    from ceremony.headless import run_headless
+    from ceremony.model.policy import parse_policy
+
+    r = prepare_rehearsal(out)
+    cast = r.cast
+    policy = parse_policy(r.policy_text, "policy.toml")
+    with throwaway_token(say) as throwaway:
         token = Pkcs11Token(throwaway.module, throwaway.uri, throwaway.pin)
         try:
             devices = Devices(SystemClock(), OsRandomness(), token, Slip39Splitter(),
-                              ShareSheetDirectory(secret / "shares", cast.script.ceremony_id))
+                              ShareSheetDirectory(r.shares, cast.script.ceremony_id))
             engine = Engine.start(cast.script, policy, cast.script_text.encode(),
-                                  policy_text.encode(), devices, bundle, rehearsal=True)
-            run_headless(engine, answers, cast.signers, say)  # type: ignore[arg-type]
+                                  r.policy_text.encode(), devices, r.bundle, rehearsal=True)
+            run_headless(engine, r.answers, cast.signers, say)  # type: ignore[arg-type]
         finally:
             token.close()
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return bundle, secret
+    return r.bundle, r.secret

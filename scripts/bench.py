@@ -12,6 +12,9 @@ Three targets, each measured against a baseline taken in the same run:
             loops (the stdlib re-encode check; the bare loop with orjson.loads).
 2. help     `ceremony --help` wall time vs `python -c pass`. Target: < 0.3 s.
 3. rehearse `ceremony rehearse` wall time vs one `softhsm2-util --init-token`. Target: < 15 s.
+4. tui      `ceremony run SCRIPT` from process start to its first screen painted (the app
+            runs headless and exits right after, CEREMONY_TUI_EXIT_AFTER_FIRST_SCREEN=1)
+            vs `python -c pass`. Target: < 1.5 s.
 
 The synthetic bundle is made by the real engine with the test fakes (tests/fakes.py): the
 sample script with seeded participant keys, a FakeToken for the transcript and root keys,
@@ -383,6 +386,32 @@ def bench_rehearse(repeat: int, workdir: Path) -> None:
                   f"{total / token:.1f}x", "< 15 s"))
 
 
+# ---------------------------------------------------------------- 4. tui first screen
+
+def bench_tui(repeat: int, workdir: Path) -> None:
+    say("\n== 4. `ceremony run SCRIPT`: process start to the first screen painted")
+    python = str(VENV_BIN / "python")
+    workdir.mkdir(parents=True)
+    run_quiet([str(CEREMONY), "sample", str(workdir / "sample")])
+    env = {**os.environ, "CEREMONY_TUI_EXIT_AFTER_FIRST_SCREEN": "1"}
+    counter = iter(range(10**6))
+
+    def first_screen() -> None:
+        result = subprocess.run([str(CEREMONY), "run", str(workdir / "sample" / "script.toml"),
+                                 "--out", str(workdir / f"bundle-{next(counter)}"),
+                                 "--rehearsal"], capture_output=True, text=True, env=env,
+                                check=False)
+        if "was not started" not in result.stdout:
+            raise RuntimeError(f"the UI did not start: {result.stdout}{result.stderr}")
+
+    base = best_of(repeat, lambda: run_quiet([python, "-c", "pass"]))
+    shown = best_of(repeat, first_screen)
+    say(f"python -c pass                 {base:6.3f} s")
+    say(f"ceremony run: first screen     {shown:6.3f} s   ({os.cpu_count()} CPUs)")
+    TABLE.append(("ceremony run, first screen (python -c pass)", f"{shown:.3f} s ({base:.3f} s)",
+                  f"{shown / base:.1f}x", "< 1.5 s"))
+
+
 # ---------------------------------------------------------------- main
 
 def main(argv: list[str] | None = None) -> int:
@@ -392,14 +421,15 @@ def main(argv: list[str] | None = None) -> int:
                         "10,000 with --quick)")
     parser.add_argument("--repeat", type=int, help="best of how many (default 5; 3 quick)")
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile run")
-    parser.add_argument("--only", choices=("verify", "help", "rehearse"), action="append",
+    parser.add_argument("--only", choices=("verify", "help", "rehearse", "tui"),
+                        action="append",
                         help="run only this part (repeatable)")
     parser.add_argument("--workdir", type=Path, help="where to build the bundle (default: "
                         "a temporary directory under /dev/shm when it exists)")
     args = parser.parse_args(argv)
     entries = args.entries or (10_000 if args.quick else 100_000)
     repeat = args.repeat or (3 if args.quick else 5)
-    parts = args.only or ["verify", "help", "rehearse"]
+    parts = args.only or ["verify", "help", "rehearse", "tui"]
     parent = args.workdir or (Path("/dev/shm") if Path("/dev/shm").is_dir() else None)
     workdir = Path(tempfile.mkdtemp(prefix="ceremony-bench-", dir=parent))
     say(f"ceremony benchmarks: Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
@@ -411,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
             bench_help(10 if not args.quick else 5)
         if "rehearse" in parts:
             bench_rehearse(repeat, workdir / "rehearse")
+        if "tui" in parts:
+            bench_tui(repeat, workdir / "tui")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     say("\n== summary")

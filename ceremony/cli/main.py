@@ -42,17 +42,21 @@ def build_parser() -> argparse.ArgumentParser:
                        "token with simulated custodians, then verify it")
     p.add_argument("--out", type=Path, help="directory for the bundle and the rehearsal's "
                    "secrets (default: ./rehearsal-<time>; never overwritten)")
+    p.add_argument("--tui", action="store_true", help="run it in the Textual UI, with you "
+                   "acting for the simulated participants")
 
     p = sub.add_parser("lint", help="check a script against its policy before the day")
     p.add_argument("script", type=Path)
     p.add_argument("--policy", type=Path, help="policy file (default: the script's "
                    "policy.path, relative to the script)")
 
-    p = sub.add_parser("run", help="run a ceremony (headless with --headless --answers)")
+    p = sub.add_parser("run", help="run a ceremony in the Textual UI (headless with "
+                       "--headless --answers)")
     p.add_argument("script", type=Path)
     p.add_argument("--policy", type=Path)
     p.add_argument("--headless", action="store_true", help="no UI: answers come from a file")
-    p.add_argument("--answers", type=Path, help="answers file for --headless")
+    p.add_argument("--answers", type=Path, help="answers file for --headless (in the UI "
+                   "with --rehearsal, only its [identities] are used, as signers)")
     p.add_argument("--out", type=Path, required=True, help="the bundle directory")
     p.add_argument("--secret-out", type=Path, help="where share sheets go (never inside "
                    "the bundle; default: OUT.secret)")
@@ -205,6 +209,8 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     from ceremony.verify.core import verify_bundle
 
     out = args.out or Path(f"rehearsal-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+    if args.tui:
+        return _rehearse_tui(out)
     bundle, secret = rehearse(out)
     report = verify_bundle(bundle)
     print()
@@ -223,8 +229,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     if not args.headless:
-        raise UsageError("the Textual UI is not available in this version",
-                         hint="run with --headless --answers FILE")
+        return _run_tui(args)
     if args.answers is None:
         raise UsageError("--headless needs --answers FILE")
     from ceremony.adapters.identity import KeyFileSigner
@@ -268,6 +273,94 @@ def cmd_run(args: argparse.Namespace) -> int:
             pin[i] = 0
     print(f"sealed: outcome {finished.outcome}, head {finished.head}; bundle {args.out}")
     return EXIT_OK
+
+
+def _run_tui(args: argparse.Namespace) -> int:
+    """`ceremony run SCRIPT` without --headless: the ceremony in the Textual UI."""
+    from ceremony.tui.app import RunSetup
+    from ceremony.tui.devices import token_opener
+
+    script, policy, script_bytes, policy_bytes = _load(args.script, args.policy)
+    signers: dict[str, object] = {}
+    if args.answers is not None:
+        from ceremony.adapters.identity import KeyFileSigner
+        from ceremony.model.answers import load_answers
+
+        answers = load_answers(args.answers, script)
+        if answers.identities and not args.rehearsal:
+            raise UsageError("plain identity key files are allowed only in a rehearsal",
+                             hint="add --rehearsal, or approve with custodian cards",
+                             requirement="CER-IDENTITY")
+        signers = {pid: KeyFileSigner.load(pid, path)
+                   for pid, path in answers.identities.items()}
+    uri = args.token or script.token.uri
+    if uri is None:
+        raise UsageError("no token given", hint="pass --token pkcs11:token=LABEL or set "
+                         "token.uri in the script")
+    pin = _read_pin(args.pin_file) if args.pin_file else None
+    if args.secret_out is not None and args.secret_out.resolve().is_relative_to(
+            args.out.resolve()):
+        raise UsageError("--secret-out must not be inside the bundle",
+                         requirement="CER-NO-SECRET")
+    opener = token_opener(args.module, uri, script.ceremony_id, args.secret_out, pin,
+                          script_module=script.token.module)
+    setup = RunSetup(script, policy, script_bytes, policy_bytes, args.out, args.rehearsal,
+                     opener, signers, needs_pin=pin is None, device_name=uri)  # type: ignore[arg-type]
+    return _run_app(setup)
+
+
+def _run_app(setup: object) -> int:
+    from ceremony.tui.app import EXIT_AFTER_FIRST_SCREEN, CeremonyApp, RunSetup
+
+    assert isinstance(setup, RunSetup)
+    app = CeremonyApp(setup)
+    app.run(headless=bool(os.environ.get(EXIT_AFTER_FIRST_SCREEN)))
+    print(app.finish_message())
+    engine = app.engine
+    if engine is None or engine.status().phase != "finished":
+        return Kind.INTERRUPTED.value
+    return EXIT_OK
+
+
+def _rehearse_tui(out: Path) -> int:
+    """`ceremony rehearse --tui`: the sample ceremony in the UI, on a throwaway token."""
+    import contextlib
+
+    from ceremony.model.policy import parse_policy
+    from ceremony.rehearsal import prepare_rehearsal, throwaway_token
+    from ceremony.tui.app import RunSetup
+    from ceremony.tui.devices import token_opener
+
+    r = prepare_rehearsal(out)
+    cast = r.cast
+    policy = parse_policy(r.policy_text, "policy.toml")
+    stack = contextlib.ExitStack()
+
+    def make_token() -> tuple[str, bytearray]:
+        throwaway = stack.enter_context(throwaway_token(say=lambda _: None))
+        return throwaway.uri, throwaway.pin
+
+    from ceremony.adapters.softhsm import SOFTHSM_MODULE
+
+    opener = token_opener(SOFTHSM_MODULE, "", cast.script.ceremony_id, r.shares,
+                          before=make_token, after=stack.close)
+    setup = RunSetup(cast.script, policy, cast.script_text.encode(), r.policy_text.encode(),
+                     r.bundle, True, opener, cast.signers,  # type: ignore[arg-type]
+                     device_name="a throwaway SoftHSM2 token (made when opened)")
+    try:
+        code = _run_app(setup)
+    finally:
+        stack.close()
+    if code != EXIT_OK:
+        return code
+    from ceremony.verify.__main__ import render
+    from ceremony.verify.core import verify_bundle
+
+    report = verify_bundle(r.bundle)
+    print(render(report))
+    print(f"  bundle:     {r.bundle}\n  secrets:    {r.secret}  (rehearsal share sheets and "
+          "identity keys; never publish)")
+    return EXIT_OK if report.ok else Kind.CHECK_FAILED.value
 
 
 def _read_pin(path: Path | None) -> bytearray:

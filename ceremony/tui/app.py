@@ -1,0 +1,402 @@
+"""The ceremony's Textual app: a loop around the engine, with people answering the prompts.
+
+Every engine call (opening the token, Engine.start/resume, submit) runs in one thread
+worker at a time (python-pkcs11 blocks), behind a busy screen with a spinner; the result
+or the refused answer comes back to the event loop, which redraws from ``next_prompt()``
+and ``status()``. Devices are built lazily by ``RunSetup.open_devices`` inside that worker,
+so importing this module loads no device library.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from textual.app import App
+from textual.binding import Binding
+
+from ceremony.errors import CeremonyError, DeviceError
+from ceremony.tui.shares import PrivateShares
+
+if TYPE_CHECKING:
+    from ceremony.engine.core import Devices, Engine
+    from ceremony.engine.prompts import Answer, Prompt
+    from ceremony.headless import Signer
+    from ceremony.model.policy import Policy
+    from ceremony.model.script import Script
+    from ceremony.transcript import Entry
+
+T = TypeVar("T")
+
+TRANSCRIPT_FILE = "transcript.jsonl"
+EXIT_AFTER_FIRST_SCREEN = "CEREMONY_TUI_EXIT_AFTER_FIRST_SCREEN"
+
+
+@dataclass
+class OpenedDevices:
+    """What ``open_devices`` returns: the engine's devices, the UI's share holder, a closer."""
+
+    devices: Devices
+    shares: PrivateShares
+    close: Callable[[], None] = lambda: None
+
+
+@dataclass
+class RunSetup:
+    """Everything the UI needs to run one ceremony; built by the CLI (or a test)."""
+
+    script: Script
+    policy: Policy
+    script_bytes: bytes
+    policy_bytes: bytes
+    out: Path
+    rehearsal: bool
+    # Runs in a worker thread: opens the token (with the PIN, if one is asked in the UI).
+    open_devices: Callable[[bytearray | None], OpenedDevices]
+    signers: Mapping[str, Signer] = field(default_factory=dict)
+    needs_pin: bool = False
+    device_name: str = ""  # how the token is named before it is opened (URI)
+    clock_text: Callable[[], str] | None = None
+
+
+@dataclass
+class Check:
+    """One line of the environment checklist: ok is None while not yet checked."""
+
+    name: str
+    ok: bool | None
+    detail: str
+
+    @property
+    def mark(self) -> str:
+        return {True: "✓", False: "✗", None: "…"}[self.ok]
+
+
+@dataclass
+class Stopped:
+    """Where an unfinished ceremony in --out stopped (read from its transcript)."""
+
+    entries: list[Entry]
+    step_index: int
+    sealed: bool
+
+
+def read_entries(path: Path) -> list[Entry]:
+    """The transcript's complete lines (a torn last line after a crash is left out)."""
+    from ceremony.transcript import parse_lines
+
+    data = path.read_bytes()
+    data = data[: data.rfind(b"\n") + 1]
+    return [line.entry for line in parse_lines(data, str(path))] if data else []
+
+
+def stopped_at(out: Path) -> Stopped | None:
+    """The unfinished ceremony recorded in ``out``, if there is one."""
+    path = out / TRANSCRIPT_FILE
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    entries = read_entries(path)
+    done = sum(1 for e in entries if e.event == "step.completed")
+    return Stopped(entries, done, any(e.event == "seal" for e in entries))
+
+
+def environment_checks(setup: RunSetup, token: dict[str, Any] | None,
+                       token_error: str = "") -> list[Check]:
+    """The start screen's checklist: output directory, clock, token."""
+    out = setup.out
+    parent = out if out.exists() else out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    writable = os.access(parent, os.W_OK | os.X_OK)
+    checks = [Check("output directory", writable,
+                    f"{out} is {'writable' if writable else 'NOT writable'}")]
+    clock = setup.clock_text() if setup.clock_text else _utc_now()
+    checks.append(Check("clock", True, f"{clock} (compare with the room's clock)"))
+    if token is not None:
+        checks.append(Check("token", True, f"found: label {token.get('label')}, serial "
+                                           f"{token.get('serial')}, model {token.get('model')}"))
+    elif token_error:
+        checks.append(Check("token", False, token_error))
+    else:
+        checks.append(Check("token", None, f"{setup.device_name or 'the token'}: not opened "
+                                           "yet (press o)"))
+    return checks
+
+
+def _utc_now() -> str:
+    from datetime import UTC, datetime
+
+    return f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+class CeremonyApp(App[str]):
+    """`ceremony run` in the terminal: start screen, roll call, one screen per step."""
+
+    CSS_PATH = "ceremony.tcss"
+    TITLE = "ceremony"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [  # noqa: RUF012 (Textual's own pattern)
+        Binding("f1", "help", "Help", show=False),
+        Binding("question_mark", "help", "Help"),
+    ]
+
+    def __init__(self, setup: RunSetup) -> None:
+        super().__init__()
+        self.setup = setup
+        self.opened: OpenedDevices | None = None
+        self.engine: Engine | None = None
+        self.present: set[str] = set()
+        self.busy = False
+        self.token_info: dict[str, Any] | None = None
+        self.token_error = ""
+        self.stopped = stopped_at(setup.out)
+        self.exit_after_first_screen = bool(os.environ.get(EXIT_AFTER_FIRST_SCREEN))
+
+    # ------------------------------------------------------------ lifecycle
+
+    def on_mount(self) -> None:
+        from ceremony.tui.screens import StartScreen
+
+        self.push_screen(StartScreen())
+        if self.exit_after_first_screen:
+            self.call_after_refresh(self.exit, "first-screen")
+
+    def on_unmount(self) -> None:
+        self.close_devices()
+
+    def close_devices(self) -> None:
+        if self.opened is not None:
+            self.opened.shares.wipe_all()
+            self.opened.close()
+            self.opened = None
+
+    @property
+    def shares(self) -> PrivateShares | None:
+        return self.opened.shares if self.opened else None
+
+    # ------------------------------------------------------------ engine calls
+
+    def call_engine(self, label: str, fn: Callable[[], T], then: Callable[[T], None]) -> bool:
+        """Run ``fn`` in the engine's worker (one at a time), then ``then`` on the UI thread.
+
+        A CeremonyError shows as an error modal; the engine has written nothing for a
+        refused answer, so the user can retry or abort.
+        """
+        from ceremony.tui.screens import BusyScreen
+
+        if self.busy:
+            self.notify("… still working on the previous action", severity="warning")
+            return False
+        self.busy = True
+        self.push_screen(BusyScreen(label))
+
+        def work() -> None:
+            try:
+                result = fn()
+            except CeremonyError as exc:
+                self.call_from_thread(self._engine_failed, exc)
+                return
+            except Exception as exc:  # a bug or an unforeseen device failure
+                error = DeviceError(f"{label} failed unexpectedly ({type(exc).__name__})",
+                                    hint="the transcript holds what was done; quit and "
+                                    "resume, or abort")
+                self.call_from_thread(self._engine_failed, error)
+                return
+            self.call_from_thread(self._engine_done, then, result)
+
+        self.run_worker(work, name=label, group="engine", exclusive=True, thread=True)
+        return True
+
+    def _end_busy(self) -> None:
+        from ceremony.tui.screens import BusyScreen
+
+        self.busy = False
+        if isinstance(self.screen, BusyScreen):
+            self.pop_screen()
+
+    def _engine_done(self, then: Callable[[T], None], result: T) -> None:
+        self._end_busy()
+        then(result)
+
+    def _engine_failed(self, error: CeremonyError) -> None:
+        self._end_busy()
+        self.show_error(error)
+
+    def show_error(self, error: CeremonyError) -> None:
+        from ceremony.tui.screens import ErrorModal
+
+        self.push_screen(ErrorModal(error))
+
+    # ------------------------------------------------------------ the steps of a run
+
+    def open_token(self, pin: bytearray | None) -> None:
+        """Open the token in a worker and fill in the checklist's token line."""
+        def opened(result: OpenedDevices) -> None:
+            self.opened = result
+            self.token_info = result.devices.token.describe()
+            self.token_error = ""
+            self.refresh_screen()
+
+        def fail_wrapped() -> OpenedDevices:
+            try:
+                return self.setup.open_devices(pin)
+            except CeremonyError as exc:
+                self.token_error = exc.message
+                raise
+            finally:
+                if pin is not None:
+                    for i in range(len(pin)):
+                        pin[i] = 0
+
+        if not self.call_engine("Opening the token", fail_wrapped, opened):
+            return
+
+    def roll_call(self) -> None:
+        from ceremony.tui.screens import RollCallScreen
+
+        self.push_screen(RollCallScreen())
+
+    def first_step_index(self) -> int:
+        return self.stopped.step_index if self.stopped else 0
+
+    def begin(self) -> None:
+        """Start (or resume) the ceremony in the engine's worker."""
+        from ceremony.engine.core import Engine
+
+        opened, s = self.opened, self.setup
+        if opened is None:
+            return
+        stopped = self.stopped
+
+        def start() -> Engine:
+            if stopped is not None:
+                return Engine.resume(s.script, s.policy, opened.devices, s.out)
+            return Engine.start(s.script, s.policy, s.script_bytes, s.policy_bytes,
+                                opened.devices, s.out, rehearsal=s.rehearsal)
+
+        def started(engine: Engine) -> None:
+            from ceremony.tui.screens import CeremonyScreen
+
+            self.engine = engine
+            self.switch_screen(CeremonyScreen())
+
+        self.call_engine("Resuming the ceremony" if stopped else "Starting the ceremony",
+                         start, started)
+
+    def submit(self, answer: Answer, label: str,
+               then: Callable[[Prompt], None] | None = None) -> None:
+        engine = self.engine
+        if engine is None:
+            return
+
+        def done(prompt: Prompt) -> None:
+            self.refresh_screen()
+            if then is not None:
+                then(prompt)
+
+        self.call_engine(label, lambda: engine.submit(answer), done)
+
+    def approve(self, participant: str) -> None:
+        """Have ``participant`` sign the current approval statement and submit it."""
+        from ceremony.engine.prompts import Approval, ApprovalNeeded
+        from ceremony.model import statements as st
+
+        engine = self.engine
+        if engine is None:
+            return
+        prompt = engine.next_prompt()
+        if not isinstance(prompt, ApprovalNeeded):
+            return
+        who = engine.script.participant(participant)
+        name = who.name if who else participant
+        signer = self.setup.signers.get(participant)
+        if signer is None:
+            self.show_error(DeviceError(
+                f"the signing device of {name} ({participant}) is not available",
+                hint="smartcards arrive with a later version; in a rehearsal give their key "
+                "file under [identities] of --answers"))
+            return
+        if participant not in self.present:
+            self.show_error(DeviceError(f"{name} ({participant}) is not marked present",
+                                        hint="mark them present in the roll call (key p)"))
+            return
+
+        def sign_and_submit() -> Prompt:
+            statement = prompt.for_participant(participant)
+            signature = signer.sign(st.message(statement))
+            return engine.submit(Approval(participant, statement, signature))
+
+        kind = "approval" if prompt.role == "custodian" else "acknowledgement"
+        self.call_engine(f"Recording the {kind} of {name}", sign_and_submit,
+                         lambda _: self.refresh_screen())
+
+    def proceed(self) -> None:
+        """Do the step's action; after a provisioning, hand the shares out privately."""
+        from ceremony.engine.prompts import Proceed
+
+        def after(_: Prompt) -> None:
+            self.distribute_if_needed()
+
+        self.submit(Proceed(), "Working on the token", after)
+
+    def distribute_if_needed(self) -> None:
+        from ceremony.tui.screens import DistributionScreen
+
+        shares = self.shares
+        if shares is not None and shares.pending():
+            self.push_screen(DistributionScreen())
+
+    def abort(self, reason: str) -> None:
+        from ceremony.engine.prompts import Abort
+
+        def done(_: Prompt) -> None:
+            from ceremony.tui.screens import AbortedModal
+
+            engine = self.engine
+            self.refresh_screen()
+            if engine is None:
+                return
+            entries = read_entries(engine.writer.path)
+            aborted = next((e for e in reversed(entries) if e.event == "ceremony.aborted"),
+                           None)
+            self.push_screen(AbortedModal(aborted.payload if aborted else {}))
+
+        self.submit(Abort(reason), "Aborting: rolling back on the token", done)
+
+    # ------------------------------------------------------------ helpers for screens
+
+    def entries(self) -> list[Entry]:
+        if self.engine is None:
+            return []
+        return read_entries(self.engine.writer.path)
+
+    def refresh_screen(self) -> None:
+        refresh = getattr(self.screen, "refresh_view", None)
+        if callable(refresh):
+            refresh()
+        for screen in self.screen_stack:
+            if screen is not self.screen:
+                other = getattr(screen, "refresh_view", None)
+                if callable(other):
+                    other()
+
+    def action_help(self) -> None:
+        from ceremony.tui.screens import HelpModal
+
+        if not isinstance(self.screen, HelpModal):
+            self.push_screen(HelpModal())
+
+    def finish_message(self) -> str:
+        """What the CLI prints after the UI closes."""
+        engine = self.engine
+        if engine is None:
+            return "the ceremony was not started"
+        status = engine.status()
+        if status.outcome is not None and status.phase == "finished":
+            return (f"sealed: outcome {status.outcome}, head {status.head}; bundle "
+                    f"{engine.bundle}")
+        return (f"stopped at step {status.step_index + 1} of {status.steps_total} "
+                f"({status.step_id}); run the same command again to resume")

@@ -1,0 +1,800 @@
+"""The ceremony UI's screens: they show the engine's prompt and status and pass answers on.
+
+No ceremony logic lives here: what comes next is always ``engine.next_prompt()``, progress
+is ``engine.status()``, and every answer goes through the app to ``engine.submit``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import (
+    Button,
+    Footer,
+    Input,
+    LoadingIndicator,
+    OptionList,
+    ProgressBar,
+    Static,
+)
+from textual.widgets.option_list import Option
+
+from ceremony.display import words
+from ceremony.errors import CeremonyError
+from ceremony.tui.widgets import (
+    DONE,
+    MISSING,
+    WAITING,
+    TranscriptPanel,
+    digest_text,
+    marks_text,
+    participant_label,
+    step_list_text,
+    step_needs,
+)
+
+if TYPE_CHECKING:
+    from ceremony.engine.core import Engine
+    from ceremony.engine.prompts import Prompt
+    from ceremony.tui.app import CeremonyApp
+    from ceremony.tui.shares import ShareSlot
+
+
+class _Base(Screen[None]):
+    @property
+    def ceremony(self) -> CeremonyApp:
+        return cast("CeremonyApp", self.app)
+
+
+def _title_bar(app: CeremonyApp, extra: str = "", *, full: bool = True) -> Text:
+    s = app.setup.script
+    text = Text()
+    if app.setup.rehearsal:
+        text.append(" REHEARSAL ", style="bold reverse")
+        text.append(" ")
+    text.append(f"{s.ceremony_id} v{s.version}", style="bold")
+    text.append(f"  {s.title}{extra}" if full else extra)
+    return text
+
+
+# ------------------------------------------------------------------ start
+
+
+class StartScreen(_Base):
+    """Ceremony id, digests, environment checklist, resume offer; opens the token."""
+
+    BINDINGS = [  # noqa: RUF012
+        Binding("o", "open_token", "Open token"),
+        Binding("c", "roll_call", "Roll call"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="title", classes="bar")
+        with VerticalScroll(id="start-body"):
+            yield Static(id="digests")
+            yield Static(id="checks")
+            yield Static(id="resume")
+            if self.ceremony.setup.needs_pin:
+                yield Input(password=True, placeholder="token user PIN, then Enter",
+                            id="pin")
+        yield Button("Open the token (o)", id="next", compact=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.refresh_view()
+        for pin in self.query("#pin"):
+            pin.focus()
+
+    def refresh_view(self) -> None:
+        app = self.ceremony
+        s = app.setup
+        self.query_one("#title", Static).update(_title_bar(app))
+        digests = digest_text("script", s.script.sha256)
+        digests.append_text(digest_text("policy", s.policy.sha256))
+        self.query_one("#digests", Static).update(digests)
+        from ceremony.tui.app import environment_checks
+
+        checks = Text("Environment checks\n", style="bold")
+        checks.append_text(marks_text([(c.ok, f"{c.name}: {c.detail}") for c in
+                                       environment_checks(s, app.token_info,
+                                                          app.token_error)]))
+        self.query_one("#checks", Static).update(checks)
+        self.query_one("#resume", Static).update(self._resume_text())
+        button = self.query_one("#next", Button)
+        if app.opened is None:
+            button.label = "Open the token (o)"
+        else:
+            button.label = "Roll call (c)"
+            for pin in self.query("#pin"):
+                pin.remove()
+        self.refresh_bindings()
+
+    def _resume_text(self) -> Text:
+        stopped = self.ceremony.stopped
+        if stopped is None:
+            return Text("A new ceremony will be recorded in "
+                        f"{self.ceremony.setup.out}")
+        steps = self.ceremony.setup.script.steps
+        text = Text()
+        if stopped.sealed:
+            text.append("This ceremony is already sealed; continuing only finishes its "
+                        "bundle.\n", style="bold")
+        else:
+            index = stopped.step_index
+            where = (f"step {index + 1} of {len(steps)} ({steps[index].title})"
+                     if index < len(steps) else "after its last step")
+            text.append(f"{WAITING} RESUME: an unfinished ceremony is recorded here; it "
+                        f"stopped at {where}.\n", style="bold")
+        text.append("Last entries:\n")
+        from ceremony.tui.widgets import entry_line
+
+        for entry in stopped.entries[-3:]:
+            text.append(f"  {entry_line(entry)}\n")
+        return text
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        opened = self.ceremony.opened is not None
+        if action == "open_token":
+            return not opened
+        if action == "roll_call":
+            return opened
+        return True
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if self.ceremony.opened is None:
+            self.action_open_token()
+        else:
+            self.action_roll_call()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "pin":
+            self.action_open_token()
+
+    def action_open_token(self) -> None:
+        app = self.ceremony
+        if app.opened is not None:
+            return
+        pin: bytearray | None = None
+        if app.setup.needs_pin:
+            field = self.query_one("#pin", Input)
+            if not field.value:
+                field.focus()
+                self.notify("type the token's user PIN first", severity="warning")
+                return
+            pin = bytearray(field.value.encode())
+            field.value = ""
+        app.open_token(pin)
+
+    def action_roll_call(self) -> None:
+        if self.ceremony.opened is not None:
+            self.ceremony.roll_call()
+
+
+# ------------------------------------------------------------------ roll call
+
+
+class RollCallScreen(_Base):
+    """Who is in the room: the administrator ticks each participant present."""
+
+    BINDINGS = [  # noqa: RUF012
+        Binding("space", "toggle_present", "Present / absent"),
+        Binding("b", "begin", "Begin"),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="title", classes="bar")
+        yield Static("Roll call: tick each participant who is present (Enter or Space).",
+                     id="rollcall-help")
+        yield OptionList(id="people")
+        yield Static(id="needs")
+        yield Button("Begin the ceremony (b)", id="next", compact=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#title", Static).update(_title_bar(self.ceremony, "  - roll call"))
+        people = self.query_one("#people", OptionList)
+        people.set_options([Option(self._line(p.id), id=p.id)
+                            for p in self.ceremony.setup.script.participants])
+        people.highlighted = 0
+        people.focus()
+        self.refresh_view()
+
+    def _line(self, pid: str) -> Text:
+        script = self.ceremony.setup.script
+        p = script.participant(pid)
+        assert p is not None
+        here = pid in self.ceremony.present
+        text = Text(f"[{DONE if here else ' '}] {'present' if here else 'absent '}  ")
+        text.append(f"{p.name} ({pid})", style="bold" if here else "")
+        text.append(f"  {p.role}")
+        return text
+
+    def _step(self) -> Any:
+        steps = self.ceremony.setup.script.steps
+        index = min(self.ceremony.first_step_index(), len(steps) - 1)
+        return steps[index]
+
+    def ready(self) -> bool:
+        needs = step_needs(self.ceremony.setup.script, self._step(), self.ceremony.present)
+        return all(ok for ok, _ in needs)
+
+    def refresh_view(self) -> None:
+        step = self._step()
+        needs = step_needs(self.ceremony.setup.script, step, self.ceremony.present)
+        text = Text(f"Step '{step.title}' needs in the room:\n", style="bold")
+        text.append_text(marks_text([(ok, line) for ok, line in needs]))
+        text.append(f"{DONE} ready: press b to begin" if self.ready() else
+                    f"{MISSING} not ready: the ceremony cannot begin until they are present")
+        self.query_one("#needs", Static).update(text)
+        self.query_one("#next", Button).disabled = not self.ready()
+        self.refresh_bindings()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id is not None:
+            self.toggle(event.option.id)
+
+    def action_toggle_present(self) -> None:
+        option = self.query_one("#people", OptionList).highlighted_option
+        if option is not None and option.id is not None:
+            self.toggle(option.id)
+
+    def toggle(self, pid: str) -> None:
+        present = self.ceremony.present
+        if pid in present:
+            present.remove(pid)
+        else:
+            present.add(pid)
+        self.query_one("#people", OptionList).replace_option_prompt(pid, self._line(pid))
+        self.refresh_view()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "begin":
+            return True if self.ready() else None
+        return True
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.action_begin()
+
+    def action_begin(self) -> None:
+        if not self.ready():
+            return
+        if self.ceremony.engine is not None:  # roll call again during the ceremony
+            self.dismiss()
+            return
+        self.ceremony.begin()
+
+    def action_back(self) -> None:
+        self.dismiss()
+
+
+# ------------------------------------------------------------------ the ceremony
+
+
+class CeremonyScreen(_Base):
+    """One step at a time: instructions, who acts, what is missing, and the next action."""
+
+    BINDINGS = [  # noqa: RUF012
+        Binding("n", "next", "Next action"),
+        Binding("a", "abort", "Abort"),
+        Binding("t", "transcript", "Transcript"),
+        Binding("p", "roll_call", "Roll call"),
+        Binding("escape", "leave_input", "Back to keys", show=False),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="top"):
+            yield Static(id="title", classes="bar")
+            yield ProgressBar(id="progress", show_eta=False, show_percentage=False)
+        with Horizontal(id="body"):
+            yield Static(id="steps")
+            with VerticalScroll(id="main"):
+                yield Static(id="step-title")
+                yield Static(id="instructions")
+                yield Static(id="needs")
+                yield OptionList(id="choices")
+                yield Input(id="confirm")
+                yield Button("", id="next", compact=True)
+        yield TranscriptPanel(id="transcript")
+        yield Footer()
+
+    @property
+    def engine(self) -> Engine:
+        engine = self.ceremony.engine
+        assert engine is not None
+        return engine
+
+    def on_mount(self) -> None:
+        self.refresh_view()
+
+    def refresh_view(self) -> None:
+        from ceremony.engine.prompts import (
+            ActionReady,
+            ApprovalNeeded,
+            BeginStep,
+            ConfirmationNeeded,
+            Finished,
+        )
+
+        engine, app = self.engine, self.ceremony
+        status = engine.status()
+        prompt = engine.next_prompt()
+        total = status.steps_total
+        self.query_one("#title", Static).update(_title_bar(
+            app, f"  step {min(status.step_index + 1, total)} of {total}", full=False))
+        bar = self.query_one("#progress", ProgressBar)
+        bar.update(total=total, progress=status.step_index if status.phase != "finished"
+                   else total)
+        self.query_one("#steps", Static).update(step_list_text(engine.script, status))
+        step = engine.script.steps[status.step_index] if status.step_index < total else None
+        title = self.query_one("#step-title", Static)
+        instructions = self.query_one("#instructions", Static)
+        if step is not None:
+            title.update(Text(f"Step {status.step_index + 1}: {step.title}", style="bold"))
+            instructions.update(Text(step.instructions.replace("\n", " ")))
+        choices = self.query_one("#choices", OptionList)
+        confirm = self.query_one("#confirm", Input)
+        button = self.query_one("#next", Button)
+        choices.display = False
+        confirm.display = False
+        button.display = True
+        needs = Text()
+        pending = app.shares.pending() if app.shares else []
+        if pending and not isinstance(prompt, Finished):
+            needs.append(f"{WAITING} {len(pending)} share(s) still to hand out privately.\n")
+            button.label = "Hand out the shares (n)"
+        elif isinstance(prompt, BeginStep):
+            needs.append("Who acts: the administrator reads the instructions aloud.\n")
+            button.label = "Begin this step (n)"
+        elif isinstance(prompt, ApprovalNeeded):
+            kind = "approvals" if prompt.role == "custodian" else "witness acknowledgements"
+            who = "custodians" if prompt.role == "custodian" else "witnesses"
+            needs.append(f"Who acts: {who}, each signing with their own key.\n")
+            got = ", ".join(participant_label(engine.script, p) for p in prompt.collected)
+            needs.append(f"{MISSING} {kind} collected {len(prompt.collected)} of "
+                         f"{prompt.needed}", style="bold")
+            needs.append(f": {got or 'none yet'}\n")
+            needs.append("Pick who is signing now (arrows, Enter):")
+            waiting = [p for p in prompt.eligible if p not in prompt.collected]
+            choices.set_options([Option(self._person(p), id=p) for p in waiting])
+            choices.display = True
+            button.display = False
+        elif isinstance(prompt, ConfirmationNeeded):
+            needs.append("Who acts: the administrator types the confirmation phrase.\n")
+            needs.append(f"Type exactly: {prompt.phrase}", style="bold")
+            needs.append("  then Enter")
+            confirm.placeholder = f"type: {prompt.phrase}"
+            confirm.display = True
+            button.display = False
+        elif isinstance(prompt, ActionReady):
+            needs.append(f"{DONE} everything this step needs is in.\n")
+            needs.append(prompt.description)
+            button.label = ("Do it: run the action on the token (n)"
+                            if prompt.action != "none" else "Complete this step (n)")
+        elif isinstance(prompt, Finished):
+            title.update(Text(f"Ceremony {prompt.outcome.upper()} and sealed",
+                              style="bold"))
+            instructions.update(Text(
+                f"{DONE if prompt.outcome == 'completed' else MISSING} outcome: "
+                f"{prompt.outcome}\nbundle: {engine.bundle}\nRead the transcript head "
+                f"aloud:\n{words(prompt.head)}"))
+            button.label = "Quit (q)"
+        self.query_one("#needs", Static).update(needs)
+        self.query_one(TranscriptPanel).show(app.entries(), engine.writer.head)
+        if choices.display:
+            choices.highlighted = 0
+            choices.focus()
+        elif confirm.display:
+            confirm.focus()
+        else:
+            button.focus()
+        self.refresh_bindings()
+
+    def _person(self, pid: str) -> Text:
+        here = pid in self.ceremony.present
+        has_signer = pid in self.ceremony.setup.signers
+        text = Text(f"{participant_label(self.engine.script, pid)}")
+        text.append(f"  {'present' if here else 'ABSENT'}")
+        text.append("" if has_signer else "  (no signing device)")
+        return text
+
+    def prompt(self) -> Prompt:
+        return self.engine.next_prompt()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        from ceremony.engine.prompts import Finished
+
+        finished = isinstance(self.prompt(), Finished)
+        if action in ("abort", "roll_call"):
+            return not finished
+        return True
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.action_next()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        if event.option_list.id == "choices" and event.option.id is not None:
+            self.ceremony.approve(event.option.id)
+        elif event.option_list.id == "entries" and event.option.id is not None:
+            seq = int(event.option.id)
+            entry = next((e for e in self.ceremony.entries() if e.seq == seq), None)
+            if entry is not None:
+                self.app.push_screen(EntryModal(entry))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        from ceremony.engine.prompts import TypedConfirmation
+
+        if event.input.id == "confirm":
+            text = event.value
+            event.input.value = ""
+            self.ceremony.submit(TypedConfirmation(text), "Recording the confirmation")
+
+    def action_next(self) -> None:
+        from ceremony.engine.prompts import (
+            ActionReady,
+            ApprovalNeeded,
+            Begin,
+            BeginStep,
+            ConfirmationNeeded,
+            Finished,
+        )
+
+        app = self.ceremony
+        prompt = self.prompt()
+        if app.shares and app.shares.pending() and not isinstance(prompt, Finished):
+            app.distribute_if_needed()
+        elif isinstance(prompt, BeginStep):
+            app.submit(Begin(), f"Beginning step {prompt.index + 1}")
+        elif isinstance(prompt, ApprovalNeeded):
+            self.query_one("#choices", OptionList).focus()
+        elif isinstance(prompt, ConfirmationNeeded):
+            self.query_one("#confirm", Input).focus()
+        elif isinstance(prompt, ActionReady):
+            if prompt.action == "none":
+                from ceremony.engine.prompts import Proceed
+
+                app.submit(Proceed(), "Completing the step")
+            else:
+                app.proceed()
+        elif isinstance(prompt, Finished):
+            app.exit(prompt.outcome)
+
+    def action_abort(self) -> None:
+        self.app.push_screen(AbortModal())
+
+    def action_transcript(self) -> None:
+        self.query_one("#entries", OptionList).focus()
+
+    def action_roll_call(self) -> None:
+        self.app.push_screen(RollCallScreen(), lambda _: self.refresh_view())
+
+    def action_leave_input(self) -> None:
+        self.query_one("#next", Button).focus()
+
+
+# ------------------------------------------------------------------ shares
+
+
+class DistributionScreen(_Base):
+    """Each custodian in turn asks for their share, to be shown on a private screen."""
+
+    BINDINGS = [  # noqa: RUF012
+        Binding("c", "done", "Continue"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="title", classes="bar")
+        yield Static("Hand out the shares. Each custodian in turn: select your name and "
+                     "press Enter to see your share privately. Everyone else looks away.",
+                     id="dist-help")
+        yield OptionList(id="holders")
+        yield Static(id="dist-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#title", Static).update(_title_bar(self.ceremony,
+                                                           "  - shares"))
+        self.refresh_view()
+
+    def _slots(self) -> list[ShareSlot]:
+        shares = self.ceremony.shares
+        return shares.slots if shares else []
+
+    def refresh_view(self) -> None:
+        holders = self.query_one("#holders", OptionList)
+        options = []
+        for slot in self._slots():
+            mark = f"{DONE} written down" if slot.delivered else f"{WAITING} press Enter"
+            options.append(Option(Text(f"{slot.name} ({slot.participant}), group "
+                                       f"{slot.group} member {slot.member}: {mark}"),
+                                  id=slot.key, disabled=slot.delivered))
+        holders.set_options(options)
+        waiting = [s for s in self._slots() if not s.delivered]
+        if waiting:
+            holders.highlighted = self._slots().index(waiting[0])
+            status = Text(f"{WAITING} {len(waiting)} share(s) still to hand out; next: "
+                          f"{waiting[0].name}: press Enter to see your share privately.")
+        else:
+            status = Text(f"{DONE} every custodian has their share; press c to continue.")
+        self.query_one("#dist-status", Static).update(status)
+        holders.focus()
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "done":
+            return True if not any(not s.delivered for s in self._slots()) else None
+        return True
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        slot = next((s for s in self._slots() if s.key == event.option.id), None)
+        if slot is None or slot.delivered:
+            return
+
+        def answered(nobody_else: bool | None) -> None:
+            if nobody_else:
+                self.app.push_screen(PrivateShareScreen(slot), lambda _: self.refresh_view())
+
+        self.app.push_screen(PrivacyModal(slot), answered)
+
+    def action_done(self) -> None:
+        if all(s.delivered for s in self._slots()):
+            self.dismiss()
+            self.ceremony.refresh_screen()
+
+
+class PrivacyModal(ModalScreen[bool]):
+    """"Is anyone else looking?" before a share appears."""
+
+    BINDINGS = [  # noqa: RUF012
+        Binding("y", "yes", "Nobody else is looking"),
+        Binding("escape", "no", "Cancel"),
+    ]
+
+    def __init__(self, slot: ShareSlot) -> None:
+        super().__init__()
+        self.slot = slot
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(Text(f"Private: the share of {self.slot.name}", style="bold"))
+            yield Static(f"Only {self.slot.name} may look at the screen now. Is anyone "
+                         "else looking? Everyone else turns away from the screen.",
+                         markup=False)
+            yield Button("Nobody else is looking: show my share (y)", id="yes",
+                         compact=True)
+            yield Button("Cancel (Esc)", id="no", compact=True)
+        yield Footer()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_yes(self) -> None:
+        self.dismiss(True)
+
+    def action_no(self) -> None:
+        self.dismiss(False)
+
+
+class PrivateShareScreen(Screen[None]):
+    """One custodian's share words, numbered; wiped when they confirm they wrote it down."""
+
+    BINDINGS = [  # noqa: RUF012
+        Binding("w", "written", "I have written it down"),
+    ]
+
+    def __init__(self, slot: ShareSlot) -> None:
+        super().__init__()
+        self.slot = slot
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text(f"PRIVATE: share of {self.slot.name} ({self.slot.participant}), "
+                          f"group {self.slot.group} member {self.slot.member}",
+                          style="bold reverse"), classes="bar")
+        yield Static(id="share-words")
+        yield Static("Write the words down in order, on the share sheet. Then press w: the "
+                     "share is wiped from this screen and from memory.", markup=False,
+                     id="share-help")
+        yield Button("I have written it down (w)", id="written", compact=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        items = self.slot.words()
+        rows = (len(items) + 2) // 3
+        text = Text()
+        for r in range(rows):
+            for c in range(3):
+                i = c * rows + r
+                if i < len(items):
+                    text.append(f"{i + 1:>2}. {items[i]:<14}")
+            text.append("\n")
+        del items
+        self.query_one("#share-words", Static).update(text)
+        self.query_one("#written", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.action_written()
+
+    def action_written(self) -> None:
+        self.slot.wipe()
+        self.query_one("#share-words", Static).update("")
+        self.dismiss()
+
+
+# ------------------------------------------------------------------ modals
+
+
+class BusyScreen(ModalScreen[None]):
+    """A spinner while the engine's worker runs; the screen stays live."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__()
+        self.label = label
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog", id="busy"):
+            yield Static(f"{WAITING} {self.label} …", markup=False)
+            yield LoadingIndicator()
+
+
+class ErrorModal(ModalScreen[None]):
+    """A refused answer or a device error, in the same words the CLI prints."""
+
+    BINDINGS = [  # noqa: RUF012
+        Binding("enter", "close", "Back"),
+        Binding("escape", "close", "Back", show=False),
+    ]
+
+    def __init__(self, error: CeremonyError) -> None:
+        super().__init__()
+        self.error = error
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog", id="error"):
+            yield Static(Text(f"{MISSING} ERROR", style="bold reverse"))
+            yield Static(Text(self.error.describe()))
+            yield Static("Nothing was recorded for this answer. Go back, then retry or "
+                         "abort (a).", markup=False)
+            yield Button("Back (Enter)", id="close", compact=True)
+        yield Footer()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss()
+
+    def action_close(self) -> None:
+        self.dismiss()
+
+
+class HelpModal(ModalScreen[None]):
+    """What the current step asks, and the keys."""
+
+    BINDINGS = [Binding("escape", "close", "Close"), Binding("q", "close", "Close")]  # noqa: RUF012
+
+    def compose(self) -> ComposeResult:
+        app = cast("CeremonyApp", self.app)
+        text = Text()
+        engine = app.engine
+        script = app.setup.script
+        index = engine.status().step_index if engine else app.first_step_index()
+        if index < len(script.steps):
+            step = script.steps[index]
+            text.append(f"Step {index + 1} of {len(script.steps)}: {step.title}\n",
+                        style="bold")
+            text.append(step.instructions.replace("\n", " ") + "\n\n")
+            text.append("What it needs:\n", style="bold")
+            needs = [f"{step.approvals} custodian approvals of: {', '.join(step.approvers)}"
+                     if step.approvals else "", f"{step.witnesses} witness acknowledgement(s)"
+                     if step.witnesses else "", f"the typed phrase: {step.confirm}"
+                     if step.confirm else "", f"the action: {step.action}"
+                     if step.action != "none" else ""]
+            for line in filter(None, needs):
+                text.append(f" - {line}\n")
+            if engine is not None:
+                status = engine.status()
+                text.append(f"Now: {status.phase}")
+                if status.needed:
+                    text.append(f" ({len(status.collected)} of {status.needed})")
+                text.append("\n")
+        text.append("\nKeys: n next action, a abort (type ABORT), t transcript (Enter on an "
+                    "entry shows it), p roll call, ? or F1 help, q quit (resume later).")
+        with VerticalScroll(classes="dialog", id="help"):
+            yield Static(text)
+        yield Footer()
+
+    def action_close(self) -> None:
+        self.dismiss()
+
+
+class EntryModal(ModalScreen[None]):
+    """One transcript entry's full content."""
+
+    BINDINGS = [Binding("escape", "close", "Close"), Binding("q", "close", "Close")]  # noqa: RUF012
+
+    def __init__(self, entry: Any) -> None:
+        super().__init__()
+        self.entry = entry
+
+    def compose(self) -> ComposeResult:
+        from ceremony.transcript import dumps_pretty
+
+        with VerticalScroll(classes="dialog", id="entry"):
+            yield Static(dumps_pretty(self.entry), markup=False)
+        yield Footer()
+
+    def action_close(self) -> None:
+        self.dismiss()
+
+
+class AbortModal(ModalScreen[None]):
+    """Abort needs ABORT typed: then the engine rolls back what the ceremony created."""
+
+    BINDINGS = [Binding("escape", "close", "Cancel")]  # noqa: RUF012
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog", id="abort"):
+            yield Static(Text("Abort the ceremony?", style="bold"))
+            yield Static("Everything it created on the token and every share is destroyed, "
+                         "and the transcript is sealed as aborted. Type ABORT and Enter.",
+                         markup=False)
+            yield Input(placeholder="reason (optional)", id="reason")
+            yield Input(placeholder="type ABORT", id="typed")
+            yield Static(id="abort-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#typed", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "reason":
+            self.query_one("#typed", Input).focus()
+            return
+        if event.value != "ABORT":
+            self.query_one("#abort-status", Static).update(
+                Text(f"{MISSING} type ABORT exactly, in capitals (or Esc to cancel)"))
+            event.input.value = ""
+            return
+        reason = self.query_one("#reason", Input).value.strip() or "aborted from the UI"
+        self.dismiss()
+        cast("CeremonyApp", self.app).abort(reason)
+
+    def action_close(self) -> None:
+        self.dismiss()
+
+
+class AbortedModal(ModalScreen[None]):
+    """What the rollback destroyed (from the ceremony.aborted entry)."""
+
+    BINDINGS = [Binding("enter", "close", "OK"), Binding("escape", "close", "OK")]  # noqa: RUF012
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        super().__init__()
+        self.payload = payload
+
+    def compose(self) -> ComposeResult:
+        p = self.payload
+        text = Text("The ceremony was ABORTED and sealed.\n", style="bold")
+        text.append(f"reason: {p.get('reason', '')}\n")
+        objects = p.get("destroyed_objects", [])
+        text.append(f"destroyed on the token: {len(objects)} object(s)\n")
+        for obj in objects:
+            text.append(f"  {MISSING} {obj.get('class')} {obj.get('label')!r} id "
+                        f"{obj.get('id')}\n")
+        text.append(f"share sheets removed: {p.get('removed_share_sheets', 0)}\n")
+        files = p.get("removed_files", [])
+        text.append(f"files removed: {', '.join(files) if files else 'none'}\n")
+        with Vertical(classes="dialog", id="aborted"):
+            yield Static(text)
+            yield Button("OK (Enter)", id="ok", compact=True)
+        yield Footer()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss()
+
+    def action_close(self) -> None:
+        self.dismiss()
