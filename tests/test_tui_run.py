@@ -7,6 +7,8 @@ The full ceremony and the abort run on a real SoftHSM2 token, through the same w
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from ceremony.engine.prompts import (
 from ceremony.model.policy import parse_policy
 from ceremony.rehearsal import Cast
 from ceremony.tui.app import CeremonyApp, RunSetup
-from ceremony.tui.devices import token_opener
+from ceremony.tui.devices import rehearsal_setup, token_opener
 from ceremony.tui.screens import (
     AbortedModal,
     CeremonyScreen,
@@ -33,7 +35,7 @@ from ceremony.tui.screens import (
     RollCallScreen,
 )
 from ceremony.verify.core import verify_bundle
-from tests.conftest import SoftHsm
+from tests.conftest import SoftHsm, require
 from tests.fakes import FakeToken, SeededRandom, TickingClock
 from tests.tui_helpers import (
     drive,
@@ -308,3 +310,32 @@ async def test_no_color_keeps_the_marks(tmp_path: Path, cast: Cast, policy_text:
         assert "▶ 1. Open the" in text and "… 2. Generate" in text
         await drive(pilot)
         assert "✓ 1. Open the" in screen_text(app)
+
+
+@pytest.mark.softhsm
+@sync
+async def test_rehearse_tui_runs_to_a_verified_bundle(tmp_path: Path) -> None:
+    """What `ceremony rehearse --tui` runs: throwaway token made on open, removed after."""
+    require(shutil.which("softhsm2-util") is not None, "SoftHSM2")
+    setup, prepared, stack = rehearsal_setup(tmp_path / "r")
+    saved = os.environ.get("SOFTHSM2_CONF")
+    try:
+        app = CeremonyApp(setup)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            await open_and_roll_call(pilot)
+            conf = Path(os.environ["SOFTHSM2_CONF"])
+            assert conf.is_file()
+            await drive(pilot)
+            assert "COMPLETED and sealed" in screen_text(app)
+    finally:
+        stack.close()
+        if saved is None:
+            os.environ.pop("SOFTHSM2_CONF", None)
+        else:
+            os.environ["SOFTHSM2_CONF"] = saved
+    assert not conf.parent.exists()  # the throwaway token is gone
+    report = verify_bundle(prepared.bundle)
+    assert report.ok, report.first_failure
+    assert report.rehearsal is True and report.outcome == "completed"
+    assert len(list(prepared.shares.iterdir())) == 3

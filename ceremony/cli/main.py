@@ -315,38 +315,21 @@ def _run_app(setup: object) -> int:
     assert isinstance(setup, RunSetup)
     app = CeremonyApp(setup)
     app.run(headless=bool(os.environ.get(EXIT_AFTER_FIRST_SCREEN)))
-    print(app.finish_message())
     engine = app.engine
     if engine is None or engine.status().phase != "finished":
+        hint = ("run the same command again: it offers to resume from the transcript"
+                if engine is not None else "run the command again to start")
+        print(f"ceremony: {app.finish_message()}\n  hint: {hint}", file=sys.stderr)
         return Kind.INTERRUPTED.value
+    print(app.finish_message())
     return EXIT_OK
 
 
 def _rehearse_tui(out: Path) -> int:
     """`ceremony rehearse --tui`: the sample ceremony in the UI, on a throwaway token."""
-    import contextlib
+    from ceremony.tui.devices import rehearsal_setup
 
-    from ceremony.model.policy import parse_policy
-    from ceremony.rehearsal import prepare_rehearsal, throwaway_token
-    from ceremony.tui.app import RunSetup
-    from ceremony.tui.devices import token_opener
-
-    r = prepare_rehearsal(out)
-    cast = r.cast
-    policy = parse_policy(r.policy_text, "policy.toml")
-    stack = contextlib.ExitStack()
-
-    def make_token() -> tuple[str, bytearray]:
-        throwaway = stack.enter_context(throwaway_token(say=lambda _: None))
-        return throwaway.uri, throwaway.pin
-
-    from ceremony.adapters.softhsm import SOFTHSM_MODULE
-
-    opener = token_opener(SOFTHSM_MODULE, "", cast.script.ceremony_id, r.shares,
-                          before=make_token, after=stack.close)
-    setup = RunSetup(cast.script, policy, cast.script_text.encode(), r.policy_text.encode(),
-                     r.bundle, True, opener, cast.signers,  # type: ignore[arg-type]
-                     device_name="a throwaway SoftHSM2 token (made when opened)")
+    setup, prepared, stack = rehearsal_setup(out)
     try:
         code = _run_app(setup)
     finally:
@@ -356,10 +339,10 @@ def _rehearse_tui(out: Path) -> int:
     from ceremony.verify.__main__ import render
     from ceremony.verify.core import verify_bundle
 
-    report = verify_bundle(r.bundle)
+    report = verify_bundle(prepared.bundle)
     print(render(report))
-    print(f"  bundle:     {r.bundle}\n  secrets:    {r.secret}  (rehearsal share sheets and "
-          "identity keys; never publish)")
+    print(f"  bundle:     {prepared.bundle}\n  secrets:    {prepared.secret}  (rehearsal share "
+          "sheets and identity keys; never publish)")
     return EXIT_OK if report.ok else Kind.CHECK_FAILED.value
 
 

@@ -6,11 +6,16 @@ function the worker runs, never when the UI starts.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ceremony.tui.app import OpenedDevices
+from ceremony.tui.app import OpenedDevices, RunSetup
 from ceremony.tui.shares import PrivateShares
+
+if TYPE_CHECKING:
+    from ceremony.rehearsal import Rehearsal
 
 
 def token_opener(module: str | None, uri: str, ceremony_id: str, sheets: Path | None,
@@ -52,3 +57,30 @@ def token_opener(module: str | None, uri: str, ceremony_id: str, sheets: Path | 
         return OpenedDevices(devices, shares, close)
 
     return open_devices
+
+
+def rehearsal_setup(out: Path) -> tuple[RunSetup, Rehearsal, contextlib.ExitStack]:
+    """What `ceremony rehearse --tui` runs: the sample ceremony with simulated participants.
+
+    The throwaway SoftHSM2 token is made when the UI opens it and removed when the returned
+    stack is closed (the caller closes it after the app ends).
+    """
+    from ceremony.adapters.softhsm import SOFTHSM_MODULE
+    from ceremony.model.policy import parse_policy
+    from ceremony.rehearsal import prepare_rehearsal, throwaway_token
+
+    prepared = prepare_rehearsal(out)
+    cast = prepared.cast
+    stack = contextlib.ExitStack()
+
+    def make_token() -> tuple[str, bytearray]:
+        throwaway = stack.enter_context(throwaway_token(say=lambda _: None))
+        return throwaway.uri, throwaway.pin
+
+    opener = token_opener(SOFTHSM_MODULE, "", cast.script.ceremony_id, prepared.shares,
+                          before=make_token, after=stack.close)
+    setup = RunSetup(cast.script, parse_policy(prepared.policy_text, "policy.toml"),
+                     cast.script_text.encode(), prepared.policy_text.encode(),
+                     prepared.bundle, True, opener, cast.signers,  # type: ignore[arg-type]
+                     device_name="a throwaway SoftHSM2 token (made when opened)")
+    return setup, prepared, stack
