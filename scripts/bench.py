@@ -401,7 +401,7 @@ def bench_tui(repeat: int, workdir: Path) -> None:
                                  "--out", str(workdir / f"bundle-{next(counter)}"),
                                  "--rehearsal"], capture_output=True, text=True, env=env,
                                 check=False)
-        if "was not started" not in result.stdout:
+        if "was not started" not in result.stderr:
             raise RuntimeError(f"the UI did not start: {result.stdout}{result.stderr}")
 
     base = best_of(repeat, lambda: run_quiet([python, "-c", "pass"]))
