@@ -38,7 +38,8 @@ def fake_opener(token: FakeToken | None = None, clock: TickingClock | None = Non
         # asks for the prompt as often as it redraws, so a ticking clock would make the
         # transcript (and the snapshots) depend on how often the screen was drawn.
         devices = Devices(clock or TickingClock(step=timedelta(0)), SeededRandom("os"),
-                          token or FakeToken(SeededRandom("token")), Slip39Splitter(), shares)
+                          token or FakeToken(SeededRandom("token")),
+                          Slip39Splitter(SeededRandom("slip39")), shares)
         return OpenedDevices(devices, shares)
 
     return open_devices
