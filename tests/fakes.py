@@ -13,9 +13,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ceremony.engine.ports import TokenObject
+from ceremony.model import statements as st
 
 
 class SeededRandom:
@@ -50,10 +52,11 @@ class TickingClock:
 
 @dataclass
 class FakeToken:
-    """A software token with the Token port's behaviour (Ed25519 only)."""
+    """A software token with the Token port's behaviour (Ed25519, ECDSA P-256 and P-384)."""
 
     random: SeededRandom
-    keys: dict[tuple[str, str], Ed25519PrivateKey] = field(default_factory=dict)
+    keys: dict[tuple[str, str], Ed25519PrivateKey | ec.EllipticCurvePrivateKey] = field(
+        default_factory=dict)
     fail_import: bool = False
     calls: list[str] = field(default_factory=list)
 
@@ -67,7 +70,10 @@ class FakeToken:
         return self.random.random_bytes(n)
 
     @staticmethod
-    def _pub(key: Ed25519PrivateKey) -> bytes:
+    def _pub(key: Ed25519PrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            return key.public_key().public_bytes(serialization.Encoding.X962,
+                                                 serialization.PublicFormat.UncompressedPoint)
         return key.public_key().public_bytes(serialization.Encoding.Raw,
                                              serialization.PublicFormat.Raw)
 
@@ -91,13 +97,38 @@ class FakeToken:
         return None if key is None else self._pub(key)
 
     def sign_ed25519(self, label: str, key_id: str, data: bytes) -> bytes:
-        return self.keys[(label, key_id)].sign(data)
+        key = self.keys[(label, key_id)]
+        assert isinstance(key, Ed25519PrivateKey)
+        return key.sign(data)
+
+    def import_key(self, kind: str, label: str, key_id: str, private: bytearray) -> bytes:
+        if kind == "ed25519":
+            return self.import_ed25519(label, key_id, private)
+        self.calls.append("import")
+        if self.fail_import:
+            from ceremony.errors import TokenError
+
+            raise TokenError("the fake token refuses imports")
+        key = ec.derive_private_key(int.from_bytes(private, "big"), st.EC_CURVES[kind][0])
+        self.keys[(label, key_id)] = key
+        return self._pub(key)
+
+    def find_public(self, kind: str, label: str, key_id: str) -> bytes | None:
+        return self.find_ed25519(label, key_id)
+
+    def sign(self, kind: str, label: str, key_id: str, data: bytes) -> bytes:
+        key = self.keys[(label, key_id)]
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            return key.sign(data, ec.ECDSA(st.ecdsa_hash(kind)))  # DER, like the adapter
+        return key.sign(data)
 
     def find_objects(self, label: str, key_id: str) -> list[TokenObject]:
-        if (label, key_id) not in self.keys:
+        key = self.keys.get((label, key_id))
+        if key is None:
             return []
-        return [TokenObject(label, key_id, "private_key", "EC_EDWARDS"),
-                TokenObject(label, key_id, "public_key", "EC_EDWARDS")]
+        key_type = "EC" if isinstance(key, ec.EllipticCurvePrivateKey) else "EC_EDWARDS"
+        return [TokenObject(label, key_id, "private_key", key_type),
+                TokenObject(label, key_id, "public_key", key_type)]
 
     def destroy(self, label: str, key_id: str) -> list[TokenObject]:
         found = self.find_objects(label, key_id)

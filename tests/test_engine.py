@@ -38,7 +38,7 @@ from ceremony.engine.prompts import (
     Prompt,
     TypedConfirmation,
 )
-from ceremony.errors import CeremonyError, QuorumError, TokenError, UsageError
+from ceremony.errors import CeremonyError, InputError, QuorumError, TokenError, UsageError
 from ceremony.model import statements as st
 from ceremony.model.policy import parse_policy
 from ceremony.model.script import parse_script
@@ -524,3 +524,71 @@ def test_refused_resume_leaves_a_torn_transcript_untouched(run: Run) -> None:
     with pytest.raises(UsageError):
         Engine.resume(other, run.engine.policy, run.engine.devices, run.bundle)
     assert path.read_bytes() == before
+
+
+# ------------------------------------------------------------------ root key kinds
+
+
+def _ecdsa_edit(curve: str) -> tuple[str, str]:
+    return ('algorithm = "ed25519"', f'algorithm = "ecdsa"\ncurve = "{curve}"')
+
+
+@pytest.mark.parametrize("curve", ["p256", "p384"])
+def test_whole_ceremony_with_an_ecdsa_root_key(tmp_path: Path, curve: str) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    run = _start(tmp_path, script_edit=_ecdsa_edit(curve))
+    _to_confirmation(run)
+    run.engine.submit(TypedConfirmation(PHRASE))
+    assert isinstance(run.engine.submit(Proceed()), BeginStep)
+    run.engine.submit(Begin())
+    finished = run.approve("wendy")
+    assert isinstance(finished, Finished) and finished.outcome == "completed"
+    kind = f"ecdsa-{curve}"
+    assert finished.root_public_key is not None
+    assert finished.root_public_key.startswith(kind + ":")
+    created = [json.loads(line)["payload"] for line in run.transcript.read_text().splitlines()
+               if json.loads(line)["event"] == "root_key.created"]
+    assert [c["kind"] for c in created] == [kind]
+    assert created[0]["public_key"] == finished.root_public_key
+    assert "[1, n-1]" in created[0]["derivation"]
+    report = verify_bundle(run.bundle)
+    assert report.ok, report.first_failure
+    assert report.root_public_key == finished.root_public_key
+    _, point = st.decode_public_key(finished.root_public_key)
+    pem = (run.bundle / "root-public-key.pem").read_bytes()
+    key = serialization.load_pem_public_key(pem[pem.index(b"-----BEGIN"):])
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    assert key.public_bytes(serialization.Encoding.X962,
+                            serialization.PublicFormat.UncompressedPoint) == point
+
+
+def test_ecdsa_bundle_with_another_root_pem_fails(tmp_path: Path) -> None:
+    """root-public-key.pem must be the recorded ECDSA key, not merely an EC key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    run = _start(tmp_path, script_edit=_ecdsa_edit("p256"))
+    _to_confirmation(run)
+    run.engine.submit(TypedConfirmation(PHRASE))
+    run.engine.submit(Proceed())
+    run.engine.submit(Begin())
+    run.approve("wendy")
+    other = ec.derive_private_key(7, ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    (run.bundle / "root-public-key.pem").write_bytes(b"REHEARSAL: not a production key\n"
+                                                     + other)
+    failure = verify_bundle(run.bundle).first_failure
+    assert failure is not None and failure.name == "seal"
+    assert "is not the root key the transcript records" in failure.detail
+
+
+def test_rsa_root_key_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    run = _start(tmp_path, script_edit=('algorithm = "ed25519"',
+                                        'algorithm = "rsa"\nsize = 3072'))
+    _to_confirmation(run)
+    run.engine.submit(TypedConfirmation(PHRASE))
+    message = run.refused(Proceed(), InputError)
+    assert message == "root keys of kind rsa-3072 cannot be provisioned by this version yet"
+    assert run.token.calls == []

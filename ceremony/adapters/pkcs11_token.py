@@ -21,8 +21,12 @@ from pkcs11.util.ec import encode_named_curve_parameters
 from ceremony.engine.derive import wipe
 from ceremony.engine.ports import TokenObject
 from ceremony.errors import TokenError, UsageError
+from ceremony.inventory import FoundObject
+from ceremony.model import statements as st
 
 ED25519_OID = "1.3.101.112"
+# ECDSA root key kinds: the named curve's OID (CKA_EC_PARAMS) and the scalar's byte length.
+EC_KINDS = {"ecdsa-p256": ("1.2.840.10045.3.1.7", 32), "ecdsa-p384": ("1.3.132.0.34", 48)}
 DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 _CLASS_NAMES = {ObjectClass.PRIVATE_KEY: "private_key", ObjectClass.PUBLIC_KEY: "public_key",
                 ObjectClass.SECRET_KEY: "secret_key"}
@@ -58,6 +62,107 @@ def _raw_point(ec_point: bytes) -> bytes:
     raise TokenError("the token returned an Ed25519 public key in an unknown encoding")
 
 
+def _ec_kind(kind: str) -> tuple[str, int]:
+    if kind not in EC_KINDS:
+        raise ValueError(f"no token support for root keys of kind {kind}")
+    return EC_KINDS[kind]
+
+
+def _ec_point(ec_point: bytes, length: int) -> bytes:
+    # A DER OCTET STRING around the uncompressed point 04||X||Y (short-form length, as
+    # both 65 and 97 are below 128); some modules give the bare point.
+    if len(ec_point) == length + 2 and ec_point[:2] == bytes([0x04, length]):
+        return ec_point[2:]
+    if len(ec_point) == length and ec_point[0] == 0x04:
+        return ec_point
+    raise TokenError("the token returned an EC public key in an unknown encoding")
+
+
+# ------------------------------------------------ PKCS#11 errors as one plain sentence
+
+_REMOVED = ("the token was removed while {doing}",
+            "reconnect the token, then run the same command with --resume; a step that did "
+            "not finish is rolled back")
+# python-pkcs11 exception class name -> (sentence, hint). {doing} is what we were doing.
+_SENTENCES: dict[str, tuple[str, str]] = {
+    "PinIncorrect": ("the token refused the PIN",
+                     "check the PIN; the token locks after too many wrong tries"),
+    "PinInvalid": ("the token refused the PIN", "check the PIN file holds only the PIN"),
+    "PinLenRange": ("the token refused the PIN: it has a length the token does not accept",
+                    "check the PIN file holds only the PIN"),
+    "PinLocked": ("the token's user PIN is locked after too many wrong tries",
+                  "the security officer must unblock it (reset the user PIN with the SO PIN) "
+                  "before anything can be done on this token"),
+    "PinExpired": ("the token's user PIN has expired",
+                   "change it with the token's own tools, then retry"),
+    "UserPinNotInitialized": ("the token has no user PIN set",
+                              "initialize the token's user PIN, then retry"),
+    "MechanismInvalid": ("the token does not support the mechanism needed for {doing}",
+                         "use a token and module that offer it (`pkcs11-tool -M` lists "
+                         "what a token supports)"),
+    "MechanismParamInvalid": ("the token does not accept the parameters needed for {doing}",
+                              "use a token and module that offer it (`pkcs11-tool -M` lists "
+                              "what a token supports)"),
+    "FunctionNotSupported": ("the PKCS#11 module does not support {doing}",
+                             "use a module that implements it, or another token"),
+    "DomainParamsInvalid": ("the token does not support the curve needed for {doing}",
+                            "use a token that supports it"),
+    "NoSuchToken": ("no such token: it is not available for {doing}",
+                    "insert the token, or fix the URI (`pkcs11-tool --list-slots` shows "
+                    "what is there)"),
+    "SlotIDInvalid": ("no such token: its slot went away while {doing}",
+                      "reconnect the token and run the command again"),
+    "TokenNotRecognised": ("the token is not recognised by its PKCS#11 module",
+                           "check the module matches the token (--module)"),
+    "TokenNotPresent": ("the token is not present: it was removed while {doing}",
+                        _REMOVED[1]),
+    "DeviceRemoved": _REMOVED,
+    "SessionReadOnly": ("the token is read-only: it refused to write while {doing}",
+                        "make the token writable (write-protect switch or the module's "
+                        "read-only setting), then retry"),
+    "TokenWriteProtected": ("the token is write-protected: it refused to write while {doing}",
+                            "make the token writable (write-protect switch or the module's "
+                            "read-only setting), then retry"),
+    "SessionReadOnlyExists": ("the token refused a read-write session while {doing}",
+                              "close other programs using the token, then retry"),
+    "SessionClosed": ("the session with the token was closed while {doing}",
+                      "check the token is still connected, then run the command again"),
+    "SessionHandleInvalid": ("the session with the token was closed while {doing}",
+                             "check the token is still connected, then run the command "
+                             "again"),
+    "SessionCount": ("the token has too many open sessions", "close other programs using "
+                     "the token, then retry"),
+    "UserNotLoggedIn": ("the token logged us out while {doing}",
+                        "check the token is still connected, then run the command again"),
+    "DeviceMemory": ("the token ran out of memory while {doing}",
+                     "free space on the token, then retry"),
+    "HostMemory": ("the PKCS#11 module ran out of memory while {doing}",
+                   "close other programs, then retry"),
+    "DeviceError": ("the token failed while {doing}",
+                    "check the token and its module, then retry"),
+    "AttributeSensitive": ("the token refused to reveal a protected attribute while {doing}",
+                           "this is expected for secret values; report it if it is not"),
+}
+# Errors that say little: the adapter first checks whether the token is still there.
+_AMBIGUOUS = {"GeneralError", "DeviceError", "FunctionFailed", "ObjectHandleInvalid",
+              "KeyHandleInvalid", "SessionHandleInvalid", "SessionClosed", "UserNotLoggedIn"}
+
+
+def token_error(exc: BaseException, doing: str, *, removed: bool = False) -> TokenError:
+    """One plain sentence (exit 3) for a python-pkcs11 exception raised while ``doing``.
+
+    The one place where library errors become user errors: every call site of the adapter
+    goes through it (via ``Pkcs11Token._fail``), so no PKCS11Error leaves this module.
+    ``removed`` says the adapter found the token gone after the error. Enforces
+    CER-DEVICE-ERROR (docs/requirements.md).
+    """
+    name = type(exc).__name__
+    sentence, hint = _REMOVED if removed else _SENTENCES.get(name, (
+        "the token failed while {doing}",
+        f"check the token and its module, then retry (the module reported {name})"))
+    return TokenError(sentence.format(doing=doing), hint=hint)
+
+
 class Pkcs11Token:
     """An open, logged-in read-write session on one token."""
 
@@ -70,13 +175,18 @@ class Pkcs11Token:
         try:
             self._lib = pkcs11.lib(module)
             self._lib.reinitialize()
+        except pkcs11.PKCS11Error as exc:
+            if type(exc) is pkcs11.PKCS11Error:  # dlopen failed: not a PKCS#11 library
+                raise TokenError(f"the PKCS#11 module {module} could not be loaded",
+                                 hint="check --module names the vendor's PKCS#11 library "
+                                      "(a .so file)") from None
+            raise token_error(exc, "loading the PKCS#11 module") from None
+        try:
             tokens = list(self._lib.get_tokens(token_label=attrs.get("token"),
                                                token_serial=(attrs["serial"].encode()
                                                              if "serial" in attrs else None)))
         except pkcs11.PKCS11Error as exc:
-            raise TokenError(f"the PKCS#11 module {module} failed to list tokens "
-                             f"({type(exc).__name__})", hint="check the module and the "
-                             "token are present") from None
+            raise token_error(exc, "listing the tokens") from None
         for name in ("model", "manufacturer"):
             if name in attrs:
                 key = "manufacturer_id" if name == "manufacturer" else name
@@ -90,12 +200,43 @@ class Pkcs11Token:
         self._token = tokens[0]
         try:
             self._session = self._token.open(rw=True, user_pin=pin.decode())
-        except pkcs11.PinIncorrect:
-            raise TokenError("the token refused the PIN", hint="check the PIN; the token "
-                             "locks after too many wrong tries") from None
         except pkcs11.PKCS11Error as exc:
-            raise TokenError(f"cannot log in to the token ({type(exc).__name__})") from None
+            raise token_error(exc, "logging in") from None
         self._params = encode_named_curve_parameters(ED25519_OID)
+        # Private key handles by (label, id), so signing does not search the token each
+        # time; dropped when that label and id is destroyed or created again.
+        self._keys: dict[tuple[str, str], Any] = {}
+
+    def _fail(self, exc: BaseException, doing: str) -> TokenError:
+        """The TokenError for ``exc``; for a vague error, first check the token is still there.
+
+        A token pulled out (or a SoftHSM2 token directory deleted) shows up as a general
+        error or a vanished handle; C_GetTokenInfo on its slot then fails, which tells
+        "the token was removed" apart from "the token failed".
+        """
+        removed = type(exc).__name__ in _AMBIGUOUS and not self._present()
+        return token_error(exc, doing, removed=removed)
+
+    def _present(self) -> bool:
+        """Whether the token still answers C_GetTokenInfo on its slot."""
+        try:
+            self._token.slot.get_token()
+        except pkcs11.PKCS11Error:
+            return False
+        return True
+
+    def _failed_creating(self, exc: BaseException, doing: str, label: str,
+                         key_id: str) -> TokenError:
+        """The error for a failed key creation, after destroying whatever part of it exists."""
+        error = self._fail(exc, doing)
+        try:
+            self.destroy(label, key_id)
+        except TokenError:
+            return TokenError(error.message, hint="part of the key may be left on the token: "
+                              "check with `ceremony hsm inventory` and destroy it by hand; "
+                              + error.hint)
+        return TokenError(f"{error.message}; nothing of the key was left on it",
+                          hint=error.hint)
 
     def close(self) -> None:
         with contextlib.suppress(pkcs11.PKCS11Error):
@@ -120,12 +261,12 @@ class Pkcs11Token:
         try:
             return bytes(self._session.generate_random(n * 8))  # python-pkcs11 takes bits
         except pkcs11.PKCS11Error as exc:
-            raise TokenError(f"the token's random generator failed ({type(exc).__name__})") \
-                from None
+            raise self._fail(exc, "reading random bytes from the token") from None
 
     def generate_ed25519(self, label: str, key_id: str) -> bytes:
         common = {Attribute.LABEL: label, Attribute.ID: bytes.fromhex(key_id),
                   Attribute.TOKEN: True}
+        self._keys.pop((label, key_id), None)
         try:
             public, _ = self._session.generate_keypair(
                 KeyType.EC_EDWARDS, mechanism=Mechanism.EC_EDWARDS_KEY_PAIR_GEN,
@@ -137,16 +278,15 @@ class Pkcs11Token:
                                   Attribute.UNWRAP: False, Attribute.DERIVE: False})
             return _raw_point(public[Attribute.EC_POINT])
         except pkcs11.PKCS11Error as exc:
-            self.destroy(label, key_id)
-            raise TokenError(f"the token could not generate an Ed25519 key "
-                             f"({type(exc).__name__})", hint="the token may not support "
-                             "Ed25519 (EC_EDWARDS_KEY_PAIR_GEN)") from None
+            raise self._failed_creating(exc, "generating an Ed25519 key", label,
+                                        key_id) from None
 
     def import_ed25519(self, label: str, key_id: str, private_seed: bytearray) -> bytes:
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
         value = bytes(private_seed)
+        self._keys.pop((label, key_id), None)
         try:
             public = Ed25519PrivateKey.from_private_bytes(value).public_key().public_bytes(
                 serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -163,10 +303,7 @@ class Pkcs11Token:
                 **common, Attribute.CLASS: ObjectClass.PUBLIC_KEY,
                 Attribute.EC_POINT: _der_octet_string(public), Attribute.VERIFY: True})
         except pkcs11.PKCS11Error as exc:
-            self.destroy(label, key_id)
-            raise TokenError(f"the token refused to store the root key "
-                             f"({type(exc).__name__}); nothing was left on it",
-                             hint="check the token has space and supports Ed25519") from None
+            raise self._failed_creating(exc, "storing the root key", label, key_id) from None
         finally:
             # Best effort: CPython keeps no reference to the bytes object after this.
             scratch = bytearray(value)
@@ -182,26 +319,138 @@ class Pkcs11Token:
             return list(self._session.get_objects({Attribute.LABEL: label,
                                                    Attribute.ID: bytes.fromhex(key_id)}))
         except pkcs11.PKCS11Error as exc:
-            raise TokenError(f"cannot list the token's objects ({type(exc).__name__})") \
-                from None
+            raise self._fail(exc, "listing the token's objects") from None
 
     def find_ed25519(self, label: str, key_id: str) -> bytes | None:
         for obj in self._objects(label, key_id):
             if obj.object_class == ObjectClass.PUBLIC_KEY:
-                return _raw_point(obj[Attribute.EC_POINT])
+                try:
+                    point = bytes(obj[Attribute.EC_POINT])
+                except pkcs11.PKCS11Error as exc:
+                    raise self._fail(exc, f"reading the public key {label!r}") from None
+                return _raw_point(point)
         return None
 
+    def _private_key(self, label: str, key_id: str) -> Any:
+        """The one private key object of that label and id (cached: see ``self._keys``)."""
+        key = self._keys.get((label, key_id))
+        if key is None:
+            keys = [o for o in self._objects(label, key_id)
+                    if o.object_class == ObjectClass.PRIVATE_KEY]
+            if len(keys) != 1:
+                raise TokenError(f"expected one private key labelled {label!r} id {key_id} "
+                                 f"on the token, found {len(keys)}")
+            key = self._keys[(label, key_id)] = keys[0]
+        return key
+
     def sign_ed25519(self, label: str, key_id: str, data: bytes) -> bytes:
-        keys = [o for o in self._objects(label, key_id)
-                if o.object_class == ObjectClass.PRIVATE_KEY]
-        if len(keys) != 1:
-            raise TokenError(f"expected one private key labelled {label!r} id {key_id} on the "
-                             f"token, found {len(keys)}")
+        doing = f"signing with {label!r}"
+        key = self._private_key(label, key_id)
         try:
-            return bytes(keys[0].sign(data, mechanism=Mechanism.EDDSA))
+            return bytes(key.sign(data, mechanism=Mechanism.EDDSA))
+        except (pkcs11.ObjectHandleInvalid, pkcs11.KeyHandleInvalid) as exc:
+            # The cached handle went stale (destroyed by another session or program): look
+            # the key up once more, unless the token itself is gone.
+            self._keys.pop((label, key_id), None)
+            if not self._present():
+                raise token_error(exc, doing, removed=True) from None
         except pkcs11.PKCS11Error as exc:
-            raise TokenError(f"the token failed to sign with {label!r} "
-                             f"({type(exc).__name__})") from None
+            raise self._fail(exc, doing) from None
+        try:
+            return bytes(self._private_key(label, key_id).sign(data,
+                                                               mechanism=Mechanism.EDDSA))
+        except pkcs11.PKCS11Error as exc:
+            raise self._fail(exc, doing) from None
+
+    # ------------------------------------------------ root keys of every kind (ports.Token)
+
+    def import_key(self, kind: str, label: str, key_id: str, private: bytearray) -> bytes:
+        """Import a root key of ``kind`` as sensitive, non-extractable and sign-only."""
+        if kind == "ed25519":
+            return self.import_ed25519(label, key_id, private)
+        oid, size = _ec_kind(kind)
+        if len(private) != size:
+            raise ValueError(f"an {kind} private scalar has {size} bytes")
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        value = bytes(private)
+        self._keys.pop((label, key_id), None)
+        try:
+            point = ec.derive_private_key(int.from_bytes(value, "big"),
+                                          st.EC_CURVES[kind][0]).public_key().public_bytes(
+                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+            common = {Attribute.LABEL: label, Attribute.ID: bytes.fromhex(key_id),
+                      Attribute.TOKEN: True, Attribute.KEY_TYPE: KeyType.EC,
+                      Attribute.EC_PARAMS: encode_named_curve_parameters(oid)}
+            self._session.create_object({
+                **common, Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.VALUE: value,
+                Attribute.PRIVATE: True, Attribute.SENSITIVE: True,
+                Attribute.EXTRACTABLE: False, Attribute.SIGN: True,
+                Attribute.DECRYPT: False, Attribute.UNWRAP: False, Attribute.DERIVE: False})
+            self._session.create_object({
+                **common, Attribute.CLASS: ObjectClass.PUBLIC_KEY,
+                Attribute.EC_POINT: _der_octet_string(point), Attribute.VERIFY: True})
+        except pkcs11.PKCS11Error as exc:
+            raise self._failed_creating(exc, f"storing the {kind} root key", label,
+                                        key_id) from None
+        finally:
+            scratch = bytearray(value)
+            wipe(scratch)
+            del value
+        found = self.find_public(kind, label, key_id)
+        if found is None:
+            raise TokenError("the root key is not readable back from the token")
+        return found
+
+    def find_public(self, kind: str, label: str, key_id: str) -> bytes | None:
+        """The public key bytes of that pair (ECDSA: the uncompressed point), if present."""
+        if kind == "ed25519":
+            return self.find_ed25519(label, key_id)
+        oid, size = _ec_kind(kind)
+        for obj in self._objects(label, key_id):
+            if obj.object_class == ObjectClass.PUBLIC_KEY:
+                try:
+                    params, point = obj[Attribute.EC_PARAMS], obj[Attribute.EC_POINT]
+                except pkcs11.PKCS11Error as exc:
+                    raise self._fail(exc, f"reading the public key {label!r}") from None
+                if bytes(params) != encode_named_curve_parameters(oid):
+                    raise TokenError(f"the public key {label!r} is not on the {kind} curve")
+                return _ec_point(bytes(point), 2 * size + 1)
+        return None
+
+    def sign(self, kind: str, label: str, key_id: str, data: bytes) -> bytes:
+        """Sign on the token: Ed25519, or ECDSA over the host-computed hash, as DER.
+
+        SoftHSM2 2.6 has no ECDSA_SHA256/384 mechanism, so the hash is computed here and
+        signed with plain CKM_ECDSA; its raw r||s is re-encoded as a DER Ecdsa-Sig-Value.
+        """
+        if kind == "ed25519":
+            return self.sign_ed25519(label, key_id, data)
+        _, size = _ec_kind(kind)
+        from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+        digest = hashlib.new("sha256" if size == 32 else "sha384", data).digest()
+        doing = f"signing with {label!r}"
+        try:
+            raw = bytes(self._private_key(label, key_id).sign(digest,
+                                                              mechanism=Mechanism.ECDSA))
+        except (pkcs11.ObjectHandleInvalid, pkcs11.KeyHandleInvalid) as exc:
+            # A stale cached handle, as in sign_ed25519: look the key up once more.
+            self._keys.pop((label, key_id), None)
+            if not self._present():
+                raise token_error(exc, doing, removed=True) from None
+            try:
+                raw = bytes(self._private_key(label, key_id).sign(digest,
+                                                                  mechanism=Mechanism.ECDSA))
+            except pkcs11.PKCS11Error as again:
+                raise self._fail(again, doing) from None
+        except pkcs11.PKCS11Error as exc:
+            raise self._fail(exc, doing) from None
+        if len(raw) != 2 * size:
+            raise TokenError(f"the token returned an {kind} signature of {len(raw)} bytes")
+        return encode_dss_signature(int.from_bytes(raw[:size], "big"),
+                                    int.from_bytes(raw[size:], "big"))
 
     def find_objects(self, label: str, key_id: str) -> list[TokenObject]:
         out = []
@@ -216,15 +465,90 @@ class Pkcs11Token:
         return out
 
     def destroy(self, label: str, key_id: str) -> list[TokenObject]:
+        self._keys.pop((label, key_id), None)
         found = self.find_objects(label, key_id)
         try:
             for obj in self._objects(label, key_id):
                 obj.destroy()
         except pkcs11.PKCS11Error as exc:
-            raise TokenError(f"the token refused to destroy {label!r} "
-                             f"({type(exc).__name__})", hint="destroy it by hand with "
-                             "pkcs11-tool before reusing the token") from None
+            error = self._fail(exc, f"destroying {label!r}")
+            raise TokenError(error.message, hint="destroy it by hand with pkcs11-tool "
+                             "before reusing the token; " + error.hint) from None
         return found
+
+    # ------------------------------------------------ inventory (ceremony hsm inventory)
+
+    def inventory(self) -> list[FoundObject]:
+        """Every object the logged-in session can see, with public attributes only.
+
+        Fingerprints follow ceremony/inventory.py: SHA-256 of the raw public key for EC and
+        EdDSA keys, of the DER SubjectPublicKeyInfo for RSA.
+        """
+        try:
+            objects = list(self._session.get_objects())
+            return sorted((self._record(o) for o in objects),
+                          key=lambda r: (r.label, r.key_id, r.object_class))
+        except pkcs11.PKCS11Error as exc:
+            raise self._fail(exc, "listing the token's objects") from None
+
+    def _record(self, obj: Any) -> FoundObject:
+        def get(attribute: Attribute) -> Any:
+            try:
+                return obj[attribute]
+            except pkcs11.PKCS11Error:  # not applicable to this class, or not readable
+                return None
+
+        cls = _INVENTORY_CLASSES.get(obj.object_class, "other")
+        raw_id = get(Attribute.ID)
+        key_type = ""
+        if cls in ("private_key", "public_key", "secret_key"):
+            try:
+                key_type = KeyType(get(Attribute.KEY_TYPE)).name
+            except ValueError:
+                key_type = "unknown"
+        sensitive = extractable = None
+        if cls in ("private_key", "secret_key"):
+            sensitive, extractable = get(Attribute.SENSITIVE), get(Attribute.EXTRACTABLE)
+        return FoundObject(str(get(Attribute.LABEL) or ""),
+                           bytes(raw_id).hex() if raw_id is not None else "", cls, key_type,
+                           sensitive, extractable, _public_fingerprint(cls, key_type, get))
+
+
+_INVENTORY_CLASSES = {**_CLASS_NAMES, ObjectClass.CERTIFICATE: "certificate",
+                      ObjectClass.DATA: "data"}
+
+
+def _public_fingerprint(cls: str, key_type: str, get: Any) -> str:
+    """SHA-256 hex of the public key the object holds or exposes, or ""."""
+    if key_type in ("EC", "EC_EDWARDS", "EC_MONTGOMERY") and cls == "public_key":
+        point = get(Attribute.EC_POINT)
+        if point is None:
+            return ""
+        return hashlib.sha256(_unwrap_octet_string(bytes(point))).hexdigest()
+    if key_type == "RSA" and cls in ("public_key", "private_key"):
+        modulus, exponent = get(Attribute.MODULUS), get(Attribute.PUBLIC_EXPONENT)
+        if modulus is None or exponent is None:
+            return ""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicNumbers
+
+        der = RSAPublicNumbers(int.from_bytes(bytes(exponent), "big"),
+                               int.from_bytes(bytes(modulus), "big")).public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        return hashlib.sha256(der).hexdigest()
+    return ""
+
+
+def _unwrap_octet_string(data: bytes) -> bytes:
+    """CKA_EC_POINT is a DER OCTET STRING around the point; some modules give it bare."""
+    if len(data) >= 2 and data[0] == 0x04:
+        length, start = data[1], 2
+        if length & 0x80:
+            count = length & 0x7F
+            length, start = int.from_bytes(data[2:2 + count], "big"), 2 + count
+        if start + length == len(data):
+            return data[start:]
+    return data
 
 
 def _text(value: Any) -> str:

@@ -17,10 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ceremony import __version__
 from ceremony.canonical import canonical_bytes, digest, sha256_hex
@@ -112,7 +110,7 @@ class _StepState:
 class _State:
     index: int = 0
     step: _StepState = field(default_factory=_StepState)
-    root_public: bytes | None = None
+    root_public: str | None = None  # as the transcript writes it ("ed25519:...")
     outcome: str | None = None
     sealed: bool = False
 
@@ -267,8 +265,7 @@ class Engine:
         """What the ceremony needs next. Pure: reading it changes nothing."""
         s = self.state
         if s.sealed or s.outcome is not None:
-            return Finished(s.outcome or "completed", self.writer.head,
-                            st.encode_key(s.root_public) if s.root_public else None)
+            return Finished(s.outcome or "completed", self.writer.head, s.root_public)
         step = self._step()
         assert step is not None
         if not s.step.started:
@@ -423,8 +420,8 @@ class Engine:
                                    "transcript_signature": self._sign_transcript(statement)}
         if outcome == "completed":
             rk = self.script.root_key
-            payload["root_key_signature"] = st.b64(self.devices.token.sign_ed25519(
-                rk.label, rk.key_id, st.message(statement)))
+            payload["root_key_signature"] = st.b64(self.devices.token.sign(
+                rk.kind, rk.label, rk.key_id, st.message(statement)))
         self._write(ENGINE_ACTOR, None, "seal", payload, moment)
         self._finalize()
 
@@ -447,9 +444,9 @@ class Engine:
         if step.action != "provision_root_key":
             raise ValueError(f"no handler for action {step.action}")
         rk = self.script.root_key
-        if rk.algorithm != "ed25519":
+        if rk.kind not in st.PUBLIC_KEY_BYTES:
             raise InputError(f"root keys of kind {rk.kind} cannot be provisioned by this "
-                             "version yet", hint="use algorithm = \"ed25519\"")
+                             "version yet", hint="use algorithm = \"ed25519\" or \"ecdsa\"")
         self._write(self.admin, step.id, "action.started", {
             "action": step.action,
             "will_create": [{"label": rk.label, "id": rk.key_id}],
@@ -477,30 +474,28 @@ class Engine:
                 "combiner": "sha256-length-prefixed (docs/kdf.md)", "seed_bytes": len(seed)})
             del sources
             private = derive_root_private(seed, rk)
-            expected = Ed25519PrivateKey.from_private_bytes(bytes(private)).public_key()
-            expected_raw = expected.public_bytes(serialization.Encoding.Raw,
-                                                 serialization.PublicFormat.Raw)
-            public = token.import_ed25519(rk.label, rk.key_id, private)
+            expected_raw = public_from_private(rk.kind, private)
+            public = token.import_key(rk.kind, rk.label, rk.key_id, private)
             wipe(private)
             challenge = canonical_bytes({"type": "ceremony.pairwise.v1",
                                          "ceremony": script.ceremony_id,
-                                         "key": st.encode_key(expected_raw)})
-            signature = token.sign_ed25519(rk.label, rk.key_id, challenge)
-            if public != expected_raw or not st.verify_ed25519(expected_raw, signature,
-                                                               challenge):
+                                         "key": st.encode_key(expected_raw, rk.kind)})
+            signature = token.sign(rk.kind, rk.label, rk.key_id, challenge)
+            if public != expected_raw or not st.verify_signature(rk.kind, expected_raw,
+                                                                 signature, challenge):
                 raise TokenError("the new root key failed its pairwise-consistency test",
                                  hint="the token or its module is faulty; abort",
                                  requirement="CER-PAIRWISE")
             self._write(ENGINE_ACTOR, step.id, "root_key.created", {
                 "kind": rk.kind, "label": rk.label, "id": rk.key_id,
-                "public_key": st.encode_key(public),
+                "public_key": st.encode_key(public, rk.kind),
                 "fingerprint": sha256_hex(public),
                 "pairwise_check": "passed (signed on token, verified with cryptography)",
                 "attributes": {"sensitive": True, "extractable": False},
-                "derivation": "hkdf-sha256 (docs/kdf.md)",
+                "derivation": DERIVATION_TEXT[rk.algorithm],
             })
             self._split_shares(step, seed)
-            pem = Ed25519PublicKey.from_public_bytes(public).public_bytes(
+            pem = st.public_key_object(rk.kind, public).public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
             if self.rehearsal:
                 pem = b"REHEARSAL: not a production key\n" + pem
@@ -584,6 +579,25 @@ ACTION_TEXT = {
                           "split the seed into SLIP-39 shares for the custodians.",
 }
 
+# What root_key.created records as the derivation (docs/kdf.md has the details).
+DERIVATION_TEXT = {"ed25519": "hkdf-sha256 (docs/kdf.md)",
+                   "ecdsa": "hkdf-sha256, +8 bytes reduced into [1, n-1] (docs/kdf.md)"}
+
+
+def public_from_private(kind: str, private: bytearray) -> bytes:
+    """The public key bytes (as the transcript encodes them) of a derived private key.
+
+    Computed on the host so the pairwise test compares the token's key with an independent
+    result: Ed25519's raw 32 bytes, or ECDSA's uncompressed point.
+    """
+    if kind == "ed25519":
+        return Ed25519PrivateKey.from_private_bytes(bytes(private)).public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    key = ec.derive_private_key(int.from_bytes(private, "big"), st.EC_CURVES[kind][0])
+    return key.public_key().public_bytes(serialization.Encoding.X962,
+                                         serialization.PublicFormat.UncompressedPoint)
+
+
 REHEARSAL_NOTE = """REHEARSAL
 This bundle was made by `ceremony rehearse` on a throwaway SoftHSM2 token with simulated
 custodians. Nothing in it is a production key; do not trust it for anything but practice.
@@ -657,7 +671,8 @@ def _apply(script: Script, state: _State, entry: Entry) -> _State:
         s.step.action_done = False
         s.root_public = None
     elif event == "root_key.created":
-        s.root_public = st.decode_key(p["public_key"])
+        st.decode_public_key(p["public_key"])  # a malformed key stops a resume here
+        s.root_public = p["public_key"]
     elif event == "step.completed":
         s.index += 1
         s.step = _StepState()

@@ -47,12 +47,36 @@ def _hkdf_sha256(ikm: bytearray, salt: bytes, info: bytes, length: int) -> bytea
     return out
 
 
+# The order n of each ECDSA curve's base point (FIPS 186-5 / SEC 2), and its byte length.
+EC_ORDERS: dict[str, tuple[int, int]] = {
+    "ecdsa-p256": (0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551, 32),
+    "ecdsa-p384": (int("FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF"
+                       "C7634D81F4372DDF581A0DB248B0A77AECEC196ACCC52973", 16), 48),
+}
+# Extra candidate bytes beyond the order's length: the reduction's bias is below 2^-64.
+EC_EXTRA_BYTES = 8
+
+
 def derive_root_private(seed: bytearray, spec: RootKeySpec) -> bytearray:
-    """The root key's private scalar/seed for ``spec``: HKDF-SHA256, one info string per key."""
-    if spec.algorithm != "ed25519":
-        raise ValueError(f"derivation for {spec.kind} is not implemented")
+    """The root key's private seed (Ed25519) or scalar (ECDSA, big-endian) for ``spec``.
+
+    HKDF-SHA256 with one info string per kind and key id. For ECDSA the output is a
+    candidate 8 bytes longer than the curve order and is reduced into [1, n-1] as FIPS 186-5
+    A.2.1 does with extra random bits (docs/kdf.md).
+    """
     info = ROOT_KEY_DOMAIN + b"|" + spec.kind.encode() + b"|" + bytes.fromhex(spec.key_id)
-    return _hkdf_sha256(seed, ROOT_KEY_DOMAIN, info, 32)
+    if spec.algorithm == "ed25519":
+        return _hkdf_sha256(seed, ROOT_KEY_DOMAIN, info, 32)
+    if spec.kind not in EC_ORDERS:
+        raise ValueError(f"derivation for {spec.kind} is not implemented")
+    order, size = EC_ORDERS[spec.kind]
+    candidate = _hkdf_sha256(seed, ROOT_KEY_DOMAIN, info, size + EC_EXTRA_BYTES)
+    try:
+        # Python ints cannot be wiped; they live only for these two lines (docs/kdf.md).
+        scalar = int.from_bytes(candidate, "big") % (order - 1) + 1
+        return bytearray(scalar.to_bytes(size, "big"))
+    finally:
+        wipe(candidate)
 
 
 def seed_fingerprint(seed: bytearray, ceremony_id: str) -> str:

@@ -65,6 +65,22 @@ class Token(Protocol):
         """Sign ``data`` with the private key of that label and id, on the token."""
         ...
 
+    def import_key(self, kind: str, label: str, key_id: str, private: bytearray) -> bytes:
+        """Import a root key of ``kind`` (ed25519, ecdsa-p256, ecdsa-p384) as sensitive,
+        non-extractable and sign-only; return its public key bytes as the transcript encodes
+        them (Ed25519: 32 raw bytes; ECDSA: the uncompressed point). ``private`` is the
+        Ed25519 seed or the ECDSA scalar, big-endian, at the curve's byte length."""
+        ...
+
+    def find_public(self, kind: str, label: str, key_id: str) -> bytes | None:
+        """The public key bytes (as import_key returns them) of that pair, if present."""
+        ...
+
+    def sign(self, kind: str, label: str, key_id: str, data: bytes) -> bytes:
+        """Sign ``data`` on the token with that key: Ed25519 (RFC 8032), or ECDSA over the
+        kind's hash (SHA-256 for P-256, SHA-384 for P-384) returned as DER."""
+        ...
+
     def find_objects(self, label: str, key_id: str) -> list[TokenObject]:
         """Every object with this label and id."""
         ...

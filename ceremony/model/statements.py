@@ -10,7 +10,13 @@ import base64
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 
 from ceremony.canonical import canonical_bytes, digest
 
@@ -20,18 +26,77 @@ SEAL = "ceremony.seal.v1"
 CHECKSUMS = "ceremony.checksums.v1"
 
 
-def encode_key(raw: bytes) -> str:
-    return "ed25519:" + base64.b64encode(raw).decode("ascii")
+# Root key kinds and the length of their public key bytes in the transcript: Ed25519's 32
+# raw bytes (RFC 8032); for ECDSA the uncompressed SEC 1 point 04 || X || Y.
+PUBLIC_KEY_BYTES = {"ed25519": 32, "ecdsa-p256": 65, "ecdsa-p384": 97}
+EC_CURVES: dict[str, tuple[ec.EllipticCurve, hashes.HashAlgorithm]] = {
+    "ecdsa-p256": (ec.SECP256R1(), hashes.SHA256()),
+    "ecdsa-p384": (ec.SECP384R1(), hashes.SHA384()),
+}
+PublicKey = Ed25519PublicKey | ec.EllipticCurvePublicKey
+
+
+def encode_key(raw: bytes, kind: str = "ed25519") -> str:
+    """A public key as the transcript writes it: ``kind:`` then base64 of its bytes."""
+    if kind not in PUBLIC_KEY_BYTES:
+        raise ValueError(f"unknown key kind {kind!r}")
+    return kind + ":" + base64.b64encode(raw).decode("ascii")
 
 
 def decode_key(text: str) -> bytes:
-    prefix, _, b64 = text.partition(":")
-    if prefix != "ed25519":
+    """An Ed25519 key (identity and transcript keys are always Ed25519)."""
+    kind, raw = decode_public_key(text)
+    if kind != "ed25519":
         raise ValueError("not an ed25519 key")
-    raw = base64.b64decode(b64, validate=True)
-    if len(raw) != 32:
-        raise ValueError("an Ed25519 public key has 32 bytes")
     return raw
+
+
+def decode_public_key(text: str) -> tuple[str, bytes]:
+    """(kind, public key bytes) of a key of any kind the format knows; length checked."""
+    kind, _, b64text = text.partition(":")
+    if kind not in PUBLIC_KEY_BYTES:
+        raise ValueError(f"unknown key kind {kind!r}")
+    raw = base64.b64decode(b64text, validate=True)
+    if len(raw) != PUBLIC_KEY_BYTES[kind]:
+        raise ValueError(f"an {kind} public key has {PUBLIC_KEY_BYTES[kind]} bytes")
+    if base64.b64encode(raw).decode("ascii") != b64text:
+        raise ValueError("the key is not in canonical base64")
+    return kind, raw
+
+
+def public_key_object(kind: str, raw: bytes) -> PublicKey:
+    """The ``cryptography`` key for transcript key bytes; ValueError if not a valid key."""
+    if kind == "ed25519":
+        return Ed25519PublicKey.from_public_bytes(raw)
+    if kind not in EC_CURVES or len(raw) != PUBLIC_KEY_BYTES[kind] or raw[0] != 0x04:
+        raise ValueError(f"not an uncompressed {kind} point")
+    # from_encoded_point checks that the point is on the curve.
+    return ec.EllipticCurvePublicKey.from_encoded_point(EC_CURVES[kind][0], raw)
+
+
+def ecdsa_hash(kind: str) -> hashes.HashAlgorithm:
+    """The hash an ECDSA key of ``kind`` signs with: SHA-256 for P-256, SHA-384 for P-384."""
+    return EC_CURVES[kind][1]
+
+
+def verify_signature(kind: str, public_key: bytes, signature: bytes, message: bytes) -> bool:
+    """True when ``signature`` verifies under a key of ``kind``.
+
+    Ed25519: RFC 8032. ECDSA: a DER Ecdsa-Sig-Value (RFC 3279) over the kind's hash of
+    ``message``, in strict DER only (re-encoding must give the same bytes).
+    """
+    if kind == "ed25519":
+        return verify_ed25519(public_key, signature, message)
+    try:
+        key = public_key_object(kind, public_key)
+        r, s = decode_dss_signature(signature)
+        if encode_dss_signature(r, s) != signature:
+            return False
+        assert isinstance(key, ec.EllipticCurvePublicKey)
+        key.verify(signature, message, ec.ECDSA(ecdsa_hash(kind)))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
 
 
 def b64(data: bytes) -> str:

@@ -151,16 +151,25 @@ def _read_lines(data: bytes) -> list[tuple[int, bytes, Entry | None, str]]:
     return out
 
 
-def _check_sig(key: bytes | None, signature: Any, statement: Any) -> bool | None:
+def _check_sig(key: bytes | None, signature: Any, statement: Any,
+               kind: str = "ed25519") -> bool | None:
     if key is None:
         return None
     if not isinstance(signature, str) or not isinstance(statement, dict):
         return False
     try:
         raw = st.unb64(signature)
-        return st.b64(raw) == signature and st.verify_ed25519(key, raw, st.message(statement))
+        return st.b64(raw) == signature and st.verify_signature(kind, key, raw,
+                                                                st.message(statement))
     except ValueError:
         return False
+
+
+def _root_key(text: Any) -> tuple[str, bytes] | None:
+    try:
+        return st.decode_public_key(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
 
 
 def _key(text: Any) -> bytes | None:
@@ -171,7 +180,7 @@ def _key(text: Any) -> bytes | None:
 
 
 def _signers(entry: Entry, script: Script | None, transcript_key: bytes | None,
-             root: bytes | None) -> tuple[Signer, ...]:
+             root: tuple[str, bytes] | None) -> tuple[Signer, ...]:
     p = entry.payload
     if entry.event in SIGNED_EVENTS:
         statement = p.get("statement")
@@ -190,8 +199,9 @@ def _signers(entry: Entry, script: Script | None, transcript_key: bytes | None,
                                                    p.get("statement")))]
         if "root_key_signature" in p:
             out.append(Signer("root key (proof of possession)",
-                              _check_sig(root, p.get("root_key_signature"),
-                                         p.get("statement"))))
+                              _check_sig(root[1] if root else None,
+                                         p.get("root_key_signature"), p.get("statement"),
+                                         root[0] if root else "ed25519")))
         return tuple(out)
     return ()
 
@@ -219,7 +229,7 @@ def load_replay(bundle: Path) -> Replay:
     until = _verified_until(report)
     entries: list[ReplayEntry] = []
     transcript_key: bytes | None = None
-    root: bytes | None = None
+    root: tuple[str, bytes] | None = None
     replay = Replay(bundle, report, script, script_problem, entries, transcript_problem)
     for number, raw, entry, problem in lines:
         if failure is not None and number == failure.line:
@@ -236,7 +246,7 @@ def load_replay(bundle: Path) -> Replay:
                 replay.rehearsal = p.get("rehearsal") is True
                 replay.ceremony_id = entry.ceremony
             elif entry.event == "root_key.created":
-                root = _key(p.get("public_key"))
+                root = _root_key(p.get("public_key"))
                 fingerprint = p.get("fingerprint")
                 replay.root_fingerprint = fingerprint if isinstance(fingerprint, str) else None
             elif entry.event in ("action.rolled_back", "ceremony.aborted"):

@@ -306,7 +306,7 @@ def _signatures(ctx: dict[str, Any], report: Report) -> None:
     script: Script = ctx["script"]
     policy: Policy = ctx["policy"]
     transcript_key: bytes = ctx["transcript_key"]
-    root: bytes | None = None
+    root: tuple[str, bytes] | None = None  # (kind, public key bytes)
     for line in ctx["lines"]:
         e, p = line.entry, line.entry.payload
         if e.event in ("approval", "witness.ack"):
@@ -330,12 +330,9 @@ def _signatures(ctx: dict[str, Any], report: Report) -> None:
                 raise _Fail("the checkpoint signature does not verify with the transcript "
                             "key", line)
         elif e.event == "root_key.created":
-            try:
-                root = st.decode_key(p["public_key"])
-            except (ValueError, TypeError, binascii.Error):
-                raise _Fail("the root public key is malformed", line) from None
+            root = _root_key(script, line)
             report.root_public_key = p["public_key"]
-            report.root_fingerprint = sha256_hex(root)
+            report.root_fingerprint = sha256_hex(root[1])
             if p["fingerprint"] != report.root_fingerprint:
                 raise _Fail("the root key fingerprint does not match its public key", line)
         elif e.event in ("action.rolled_back", "ceremony.aborted"):
@@ -356,11 +353,27 @@ def _signatures(ctx: dict[str, Any], report: Report) -> None:
                 if root is None or "root_key_signature" not in p:
                     raise _Fail("a completed ceremony's seal must be signed by the root key",
                                 line)
-                if not st.verify_ed25519(root, _sig(p["root_key_signature"], line),
-                                         st.message(statement)):
+                if not st.verify_signature(*root, _sig(p["root_key_signature"], line),
+                                           st.message(statement)):
                     raise _Fail("the seal's root-key signature (proof of possession) does "
                                 "not verify", line)
     ctx["root"] = root
+
+
+def _root_key(script: Script, line: Line) -> tuple[str, bytes]:
+    """The recorded root key: a kind the format knows, the script's kind, a valid key."""
+    p = line.entry.payload
+    try:
+        kind, raw = st.decode_public_key(p["public_key"])
+        st.public_key_object(kind, raw)  # on the curve / a valid encoding
+    except (ValueError, TypeError, binascii.Error):
+        raise _Fail("the root public key is malformed", line,
+                    requirement="CER-ROOT-KEY-KINDS") from None
+    if kind != p["kind"] or kind != script.root_key.kind:
+        raise _Fail(f"the root key is recorded as {p['kind']!r} with an {kind} public key, "
+                    f"but the script's root key is {script.root_key.kind}", line,
+                    requirement="CER-ROOT-KEY-KINDS")
+    return kind, raw
 
 
 # ---------------------------------------------------------------- 7. quorum
@@ -557,8 +570,10 @@ def _check_root_pem(ctx: dict[str, Any], last: Line) -> None:
         key = serialization.load_pem_public_key(path.read_bytes())
     except ValueError:
         raise _Fail(f"{ROOT_PEM_FILE} is not a PEM public key") from None
-    if not isinstance(key, Ed25519PublicKey) or key.public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw) != ctx["root"]:
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    # The SubjectPublicKeyInfo names the algorithm and curve, so equal DER is the same key.
+    if ctx["root"] is None or key.public_bytes(*spki) != st.public_key_object(
+            *ctx["root"]).public_bytes(*spki):
         raise _Fail(f"{ROOT_PEM_FILE} is not the root key the transcript records")
 
 
