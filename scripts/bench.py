@@ -15,6 +15,11 @@ Three targets, each measured against a baseline taken in the same run:
 4. tui      `ceremony run SCRIPT` from process start to its first screen painted (the app
             runs headless and exits right after, CEREMONY_TUI_EXIT_AFTER_FIRST_SCREEN=1)
             vs `python -c pass`. Target: < 1.5 s.
+5. sign     N Ed25519 signatures on one SoftHSM2 token through Pkcs11Token.sign_ed25519 vs
+            a bare python-pkcs11 loop holding the private key object (key.sign(data,
+            mechanism=EDDSA)), same token, same session, same run. Target: >= 0.9x the bare
+            loop's signatures/s. Also shown: the adapter with its key-handle cache emptied
+            before every call (a token search per signature, as before the cache).
 
 The synthetic bundle is made by the real engine with the test fakes (tests/fakes.py): the
 sample script with seeded participant keys, a FakeToken for the transcript and root keys,
@@ -412,6 +417,60 @@ def bench_tui(repeat: int, workdir: Path) -> None:
                   f"{shown / base:.1f}x", "< 1.5 s"))
 
 
+# ---------------------------------------------------------------- 5. sign
+
+def bench_sign(count: int, repeat: int, workdir: Path) -> None:
+    """Signatures/s: our adapter vs a bare python-pkcs11 loop on the same token and session."""
+    say(f"\n== sign: {count:,} Ed25519 signatures on SoftHSM2, adapter vs bare python-pkcs11")
+    if shutil.which("softhsm2-util") is None or not Path(SOFTHSM_MODULE).is_file():
+        say("SoftHSM2 is not installed: skipped (scripts/setup.sh installs it)")
+        return
+    import pkcs11
+    from pkcs11 import Attribute, Mechanism, ObjectClass
+
+    from ceremony.adapters.pkcs11_token import Pkcs11Token
+    from ceremony.adapters.softhsm import create_token
+
+    # SOFTHSM2_CONF must be set before the module is loaded in this process.
+    made = create_token(workdir, "bench-sign")
+    token = Pkcs11Token(made.module, made.uri, bytearray(made.pin))
+    label, key_id = "bench key", "01"
+    try:
+        token.generate_ed25519(label, key_id)
+        [key] = list(token._session.get_objects({Attribute.LABEL: label,
+                                                 Attribute.CLASS: ObjectClass.PRIVATE_KEY}))
+        data = [f"message {i}".encode() for i in range(count)]
+
+        def bare() -> None:
+            for d in data:
+                key.sign(d, mechanism=Mechanism.EDDSA)
+
+        def adapter() -> None:
+            for d in data:
+                token.sign_ed25519(label, key_id, d)
+
+        def uncached() -> None:
+            for d in data:
+                token._keys.clear()
+                token.sign_ed25519(label, key_id, d)
+
+        say(f"timing (best of {repeat}, taking turns; load average "
+            f"{os.getloadavg()[0]:.2f})...")
+        best = interleaved(repeat, {"bare": bare, "adapter": adapter, "uncached": uncached})
+        rate = {name: count / wall for name, (wall, _) in best.items()}
+        for name, text in (("bare", "bare python-pkcs11 loop"),
+                           ("adapter", "Pkcs11Token.sign_ed25519"),
+                           ("uncached", "Pkcs11Token.sign_ed25519, no handle cache")):
+            say(f"{text:<44} {rate[name]:9,.0f} sig/s  {rate[name] / rate['bare']:5.2f}x")
+        TABLE.append(("sign via adapter (bare python-pkcs11)",
+                      f"{rate['adapter']:,.0f}/s ({rate['bare']:,.0f}/s)",
+                      f"{rate['adapter'] / rate['bare']:.2f}x", ">= 0.9x"))
+    except pkcs11.PKCS11Error as exc:
+        say(f"the token failed ({type(exc).__name__}): sign benchmark not measured")
+    finally:
+        token.close()
+
+
 # ---------------------------------------------------------------- main
 
 def main(argv: list[str] | None = None) -> int:
@@ -421,15 +480,17 @@ def main(argv: list[str] | None = None) -> int:
                         "10,000 with --quick)")
     parser.add_argument("--repeat", type=int, help="best of how many (default 5; 3 quick)")
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile run")
-    parser.add_argument("--only", choices=("verify", "help", "rehearse", "tui"),
+    parser.add_argument("--only", choices=("verify", "help", "rehearse", "tui", "sign"),
                         action="append",
                         help="run only this part (repeatable)")
+    parser.add_argument("--signatures", type=int, help="signatures per run of the sign "
+                        "part (default 2,000; 500 with --quick)")
     parser.add_argument("--workdir", type=Path, help="where to build the bundle (default: "
                         "a temporary directory under /dev/shm when it exists)")
     args = parser.parse_args(argv)
     entries = args.entries or (10_000 if args.quick else 100_000)
     repeat = args.repeat or (3 if args.quick else 5)
-    parts = args.only or ["verify", "help", "rehearse", "tui"]
+    parts = args.only or ["verify", "help", "rehearse", "tui", "sign"]
     parent = args.workdir or (Path("/dev/shm") if Path("/dev/shm").is_dir() else None)
     workdir = Path(tempfile.mkdtemp(prefix="ceremony-bench-", dir=parent))
     say(f"ceremony benchmarks: Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
@@ -443,6 +504,9 @@ def main(argv: list[str] | None = None) -> int:
             bench_rehearse(repeat, workdir / "rehearse")
         if "tui" in parts:
             bench_tui(repeat, workdir / "tui")
+        if "sign" in parts:
+            bench_sign(args.signatures or (500 if args.quick else 2000), repeat,
+                       workdir / "sign")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     say("\n== summary")

@@ -79,6 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="write the sample script and policy to copy from")
     p.add_argument("directory", type=Path)
+
+    hsm = sub.add_parser("hsm", help="look at a PKCS#11 token").add_subparsers(
+        dest="hsm_command", required=True, parser_class=_Parser)
+    p = hsm.add_parser("inventory", help="list the token's objects; with --bundle, flag "
+                       "drift from what ceremonies recorded (exit 1 on drift)")
+    p.add_argument("--token", required=True, help="PKCS#11 URI of the token "
+                   "(pkcs11:token=LABEL;serial=...)")
+    p.add_argument("--module", help="PKCS#11 module path (default: $CEREMONY_PKCS11_MODULE "
+                   "or SoftHSM2's)")
+    p.add_argument("--pin-file", type=Path, help="file holding the token's user PIN "
+                   "(default: asked on the terminal)")
+    p.add_argument("--bundle", type=Path, action="append", default=[],
+                   help="a ceremony bundle to compare with (repeatable; each must verify)")
+    p.add_argument("--json", action="store_true", help="print the inventory as JSON")
     return parser
 
 
@@ -87,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         handler = {"rehearse": cmd_rehearse, "lint": cmd_lint, "run": cmd_run,
                    "verify": cmd_verify, "replay": cmd_replay,
-                   "sample": cmd_sample}[args.command]
+                   "sample": cmd_sample, "hsm": cmd_hsm}[args.command]
         return handler(args)
     except CeremonyError as exc:
         print(f"ceremony: {exc.describe()}", file=sys.stderr)
@@ -175,6 +189,25 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if report.ok:
             print(_digest_lines(report))
     return EXIT_OK if report.ok else Kind.CHECK_FAILED.value
+
+
+def cmd_hsm(args: argparse.Namespace) -> int:
+    """`ceremony hsm inventory`: exit 0 with no drift, 1 when drift is found."""
+    from ceremony.adapters.pkcs11_token import Pkcs11Token, module_path
+    from ceremony.inventory import build_inventory, load_bundle, render
+
+    # Bundles first: an unverifiable one is refused before the token is touched.
+    bundles = [load_bundle(b) for b in args.bundle]
+    pin = _read_pin(args.pin_file)
+    token = Pkcs11Token(module_path(args.module, None), args.token, pin)
+    try:
+        inventory = build_inventory(token.describe(), token.inventory(), bundles)
+    finally:
+        token.close()
+        for i in range(len(pin)):
+            pin[i] = 0
+    print(json.dumps(inventory.as_dict(), indent=2) if args.json else render(inventory))
+    return Kind.CHECK_FAILED.value if inventory.drift else EXIT_OK
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
