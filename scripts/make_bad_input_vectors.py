@@ -152,6 +152,38 @@ def V(name: str, file: str, edits: list[Edit], fld: str, requirement: str, says:
                   requirement=requirement, unpin=unpin, extra=extra or {})
 
 
+# A [root_key.certificate] table and a certify_root_key step after provisioning.
+PROVISION_END = 'confirm = "PROVISION ROOT KEY"\n'
+CERTIFY = PROVISION_END + """
+[root_key.certificate]
+validity_days = 3650
+csr = true
+
+[root_key.certificate.subject]
+common_name = "Sample Root CA"
+country = "DE"
+
+[[steps]]
+id = "certify-root-key"
+title = "Certify the root key"
+instructions = "The root key signs its certificate and CSR."
+action = "certify_root_key"
+approvals = 2
+witnesses = 1
+confirm = "CERTIFY ROOT KEY"
+"""
+
+
+def _certify(*edits: Edit) -> list[Edit]:
+    """The sample with a certify step, then ``edits`` (applied to the result)."""
+    text = CERTIFY
+    for old, new in edits:
+        if text.count(old) != 1:
+            raise SystemExit(f"certify edit: {old!r} occurs {text.count(old)} times")
+        text = text.replace(old, new)
+    return [(PROVISION_END, text)]
+
+
 ALICE_KEY = "ed25519:3TgAU4GbRe5KFz25uaf4eFO52u9Ls8RuQamR0sg+WVo="
 BOB_KEY = "ed25519:FZElGp7Ph99WdvmP8dbjGpGLjA+d+0EEbr8668jYZwo="
 MEMBERS = 'members = ["alice", "bob", "carol"]'
@@ -270,6 +302,17 @@ VECTORS: list[Vector] = [
       'must have exactly one step with action = "provision_root_key", not 0', ("[[steps]]", 1)),
     S("confirm-lower-case", [('confirm = "PROVISION ROOT KEY"', 'confirm = "provision root key"')],
       "steps[1].confirm", "is not 3 to 64 upper-case letters", "confirm ="),
+    S("certificate-country-lower-case", _certify(('country = "DE"', 'country = "de"')),
+      "root_key.certificate.subject.country", "is not a two-letter upper-case country code",
+      'country = "de"'),
+    S("certificate-key-usage-unknown",
+      _certify(("csr = true\n", 'csr = true\nkey_usage = ["key_cert_sign", "encrypt"]\n')),
+      "root_key.certificate.key_usage", "'encrypt' is not one of", "key_usage ="),
+    S("certify-without-certificate-table",
+      [(PROVISION_END, CERTIFY[:CERTIFY.index("[root_key")]
+        + CERTIFY[CERTIFY.index("[[steps]]"):])],
+      "steps[2].action", "certify_root_key needs a [root_key.certificate] table",
+      'action = "certify_root_key"'),
     # ---- the policy ---------------------------------------------------------------------
     P("toml-trailing-junk", [("min_approvals = 2\n", "min_approvals = 2 2\n")],
       "quorum.min_approvals", "not valid TOML", "min_approvals ="),
@@ -384,6 +427,10 @@ VECTORS: list[Vector] = [
     V("group-threshold", "script.toml", [], "shares.group_threshold", "CER-POLICY-THRESHOLD",
       "1 is below the policy's minimum of 2", "group_threshold =", unpin=True,
       extra={"policy.toml": [("min_group_threshold = 1", "min_group_threshold = 2")]}),
+    V("certificate-validity", "script.toml",
+      _certify(("validity_days = 3650", "validity_days = 3651")),
+      "root_key.certificate.validity_days", "CER-CERT-VALIDITY",
+      "3651 days is longer than the root key's lifetime of 3650 days", "validity_days ="),
     V("policy-pin", "script.toml", [], "policy.sha256", "CER-POLICY-PIN",
       "does not match the policy file policy.toml", "sha256 =",
       extra={"policy.toml": [("max_key_lifetime_days = 7300", "max_key_lifetime_days = 7299")]}),

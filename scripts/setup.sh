@@ -13,11 +13,11 @@ SUDO=
 
 # softhsm2/opensc/pcscd/vsmartcard-vpcd back the HSM and smartcard rehearsals;
 # libpcsclite-dev, swig, gcc and python3-dev are needed to build pyscard;
-# zbar reads back the QR codes we print.
+# zbar reads back the QR codes we print; openssl parses the root certificates in the tests.
 APT_PACKAGES=(
   python3 python3-venv python3-dev gcc make
   softhsm2 opensc pcscd vsmartcard-vpcd libpcsclite-dev swig
-  zbar-tools libzbar0 pkg-config
+  zbar-tools libzbar0 pkg-config openssl
 )
 
 missing=()

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ceremony.engine.ports import TokenObject
@@ -55,8 +55,11 @@ class FakeToken:
     """A software token with the Token port's behaviour (Ed25519, ECDSA P-256 and P-384)."""
 
     random: SeededRandom
-    keys: dict[tuple[str, str], Ed25519PrivateKey | ec.EllipticCurvePrivateKey] = field(
+    keys: dict[tuple[str, str],
+               Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey] = field(
         default_factory=dict)
+    # RSA keys that may still be wrapped once (the adapter's CKA_EXTRACTABLE).
+    extractable: set[tuple[str, str]] = field(default_factory=set)
     fail_import: bool = False
     calls: list[str] = field(default_factory=list)
 
@@ -70,7 +73,10 @@ class FakeToken:
         return self.random.random_bytes(n)
 
     @staticmethod
-    def _pub(key: Ed25519PrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
+    def _pub(key: Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
+        if isinstance(key, rsa.RSAPrivateKey):
+            return key.public_key().public_bytes(serialization.Encoding.DER,
+                                                 serialization.PublicFormat.SubjectPublicKeyInfo)
         if isinstance(key, ec.EllipticCurvePrivateKey):
             return key.public_key().public_bytes(serialization.Encoding.X962,
                                                  serialization.PublicFormat.UncompressedPoint)
@@ -118,15 +124,64 @@ class FakeToken:
 
     def sign(self, kind: str, label: str, key_id: str, data: bytes) -> bytes:
         key = self.keys[(label, key_id)]
+        if isinstance(key, rsa.RSAPrivateKey):
+            from cryptography.hazmat.primitives import hashes
+
+            return key.sign(data, st.rsa_pss(), hashes.SHA256())
         if isinstance(key, ec.EllipticCurvePrivateKey):
             return key.sign(data, ec.ECDSA(st.ecdsa_hash(kind)))  # DER, like the adapter
+        assert isinstance(key, Ed25519PrivateKey)
         return key.sign(data)
+
+    # RSA: cryptography's keys; the wrap is RFC 5649 over PKCS#8, as the adapter's.
+
+    def generate_rsa(self, kind: str, label: str, key_id: str) -> bytes:
+        self.calls.append("generate_rsa")
+        key = rsa.generate_private_key(st.RSA_EXPONENT, st.RSA_BITS[kind])
+        self.keys[(label, key_id)] = key
+        self.extractable.add((label, key_id))
+        return self._pub(key)
+
+    def wrap_private(self, kind: str, label: str, key_id: str, kek: bytearray) -> bytes:
+        from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
+
+        from ceremony.errors import TokenError
+
+        key = self.keys[(label, key_id)]
+        assert isinstance(key, rsa.RSAPrivateKey)
+        if (label, key_id) not in self.extractable:
+            raise TokenError("the fake token refuses to wrap a non-extractable key")
+        self.extractable.discard((label, key_id))
+        der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+        return aes_key_wrap_with_padding(bytes(kek), der)
+
+    def unwrap_private(self, kind: str, label: str, key_id: str, kek: bytearray,
+                       blob: bytes, *, store: bool = True) -> bytes:
+        from cryptography.hazmat.primitives.keywrap import (
+            InvalidUnwrap,
+            aes_key_unwrap_with_padding,
+        )
+
+        from ceremony.errors import TokenError
+
+        try:
+            der = aes_key_unwrap_with_padding(bytes(kek), blob)
+        except InvalidUnwrap:
+            raise TokenError("the wrapped root key does not unwrap under the key-encryption "
+                             "key these shares derive") from None
+        key = serialization.load_der_private_key(der, None)
+        assert isinstance(key, rsa.RSAPrivateKey)
+        if store:
+            self.keys[(label, key_id)] = key
+        return self._pub(key)
 
     def find_objects(self, label: str, key_id: str) -> list[TokenObject]:
         key = self.keys.get((label, key_id))
         if key is None:
             return []
-        key_type = "EC" if isinstance(key, ec.EllipticCurvePrivateKey) else "EC_EDWARDS"
+        key_type = "EC" if isinstance(key, ec.EllipticCurvePrivateKey) else \
+            "RSA" if isinstance(key, rsa.RSAPrivateKey) else "EC_EDWARDS"
         return [TokenObject(label, key_id, "private_key", key_type),
                 TokenObject(label, key_id, "public_key", key_type)]
 

@@ -82,17 +82,19 @@ class Ceremony:
 
 def prepare_ceremony(directory: Path, softhsm: SoftHsm,
                      aborts: dict[str, str] | None = None,
-                     script_edit: tuple[str, str] | None = None) -> Ceremony:
+                     script_edit: tuple[str, str] | None = None,
+                     more_edits: tuple[tuple[str, str], ...] = ()) -> Ceremony:
     """The sample script with seeded identity keys, its policy, answers and a PIN file.
 
     ``script_edit`` (old, new) is applied to the sample script first (another root key kind,
-    say), so approvals in the answers bind to the edited script.
+    say), so approvals in the answers bind to the edited script; ``more_edits`` after it.
     """
     directory.mkdir(parents=True, exist_ok=True)
     template, policy_text = sample_texts()
-    if script_edit is not None:
-        assert script_edit[0] in template
-        template = template.replace(*script_edit)
+    for edit in (script_edit, *more_edits):
+        if edit is not None:
+            assert edit[0] in template
+            template = template.replace(*edit)
     cast = make_cast(template, SeededRandom("crash-participants"))
     (directory / "script.toml").write_text(cast.script_text)
     (directory / "policy.toml").write_text(policy_text)

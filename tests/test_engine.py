@@ -38,7 +38,7 @@ from ceremony.engine.prompts import (
     Prompt,
     TypedConfirmation,
 )
-from ceremony.errors import CeremonyError, InputError, QuorumError, TokenError, UsageError
+from ceremony.errors import CeremonyError, QuorumError, TokenError, UsageError
 from ceremony.model import statements as st
 from ceremony.model.policy import parse_policy
 from ceremony.model.script import parse_script
@@ -584,11 +584,64 @@ def test_ecdsa_bundle_with_another_root_pem_fails(tmp_path: Path) -> None:
     assert "is not the root key the transcript records" in failure.detail
 
 
-def test_rsa_root_key_is_refused_before_anything_is_written(tmp_path: Path) -> None:
-    run = _start(tmp_path, script_edit=('algorithm = "ed25519"',
-                                        'algorithm = "rsa"\nsize = 3072'))
+RSA_EDIT = ('algorithm = "ed25519"', 'algorithm = "rsa"\nsize = 3072')
+
+
+def test_whole_ceremony_with_an_rsa_root_key(tmp_path: Path) -> None:
+    """Generated in the (fake) token, wrapped into the bundle, rebuilt from shares + blob."""
+    from ceremony.engine.rsa import rebuild_rsa
+
+    run = _start(tmp_path, script_edit=RSA_EDIT)
     _to_confirmation(run)
     run.engine.submit(TypedConfirmation(PHRASE))
-    message = run.refused(Proceed(), InputError)
-    assert message == "root keys of kind rsa-3072 cannot be provisioned by this version yet"
-    assert run.token.calls == []
+    run.engine.submit(Proceed())
+    assert run.token.calls == ["generate_rsa"]
+    assert not run.token.extractable  # wrapped once, then never again
+    run.engine.submit(Begin())
+    finished = run.approve("wendy")
+    assert isinstance(finished, Finished) and finished.outcome == "completed"
+    report = verify_bundle(run.bundle)
+    assert report.ok, report.first_failure
+    entries = [json.loads(line) for line in run.transcript.read_text().splitlines()]
+    (created,) = [e["payload"] for e in entries if e["event"] == "root_key.created"]
+    blob = (run.bundle / st.WRAPPED_FILE).read_bytes()
+    assert created["kind"] == "rsa-3072"
+    assert created["wrapped"] == st.wrapped_record(st_sha256(blob))
+    (completed,) = [e["payload"] for e in entries if e["event"] == "action.completed"]
+    assert completed["files"][st.WRAPPED_FILE] == st_sha256(blob)
+    _, public = st.decode_public_key(created["public_key"])
+    assert created["fingerprint"] == st_sha256(public)
+    # Shares (a quorum of the sheets) + the bundle's blob rebuild the key in another token.
+    seed = run.engine.devices.splitter.combine(list(run.secrets.shares.values())[:2])
+    other = FakeToken(SeededRandom("other token"))
+    assert rebuild_rsa(other, seed, run.engine.script.root_key, blob) == public
+
+    # A blob altered after the ceremony: the verifier names the file (before the checksums).
+    (run.bundle / st.WRAPPED_FILE).write_bytes(blob[:-1] + bytes([blob[-1] ^ 1]))
+    failure = verify_bundle(run.bundle).first_failure
+    assert failure is not None and failure.name == "seal"
+    assert failure.requirement == "CER-RSA-WRAP"
+    assert "root-key.wrapped is not the wrapped root key" in failure.detail
+
+
+def st_sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_failed_rsa_wrap_is_rolled_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wrap that fails: key pair destroyed, no blob, no share sheet, rollback recorded."""
+    run = _start(tmp_path, script_edit=RSA_EDIT)
+    _to_confirmation(run)
+    run.engine.submit(TypedConfirmation(PHRASE))
+
+    def refuse(*args: object) -> bytes:
+        raise TokenError("the fake token refuses to wrap")
+
+    monkeypatch.setattr(run.token, "wrap_private", refuse)
+    with pytest.raises(TokenError, match="the fake token refuses to wrap"):
+        run.engine.submit(Proceed())
+    assert run.token.keys.keys() == {run.engine._tk}  # only the transcript key
+    assert not (run.bundle / st.WRAPPED_FILE).exists() and not run.secrets.shares
+    assert run.events()[-1] == "action.rolled_back"

@@ -15,11 +15,12 @@ from typing import Any
 from urllib.parse import unquote
 
 import pkcs11
-from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11 import MGF, Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11.constants import DEFAULT
 from pkcs11.util.ec import encode_named_curve_parameters
 
 from ceremony.engine.derive import wipe
-from ceremony.engine.ports import TokenObject
+from ceremony.engine.ports import TokenObject, kek_label
 from ceremony.errors import TokenError, UsageError
 from ceremony.inventory import FoundObject
 from ceremony.model import statements as st
@@ -60,6 +61,38 @@ def _raw_point(ec_point: bytes) -> bytes:
     if len(ec_point) == 32:
         return ec_point
     raise TokenError("the token returned an Ed25519 public key in an unknown encoding")
+
+
+_RSA_E = (65537).to_bytes(3, "big")
+# What a module may answer when a blob does not unwrap under the KEK given (SoftHSM2 2.6:
+# CKR_GENERAL_ERROR; the standard codes for a bad or altered wrapped key).
+_UNWRAP_REFUSED = {"GeneralError", "FunctionFailed", "WrappedKeyInvalid", "WrappedKeyLenRange",
+                   "EncryptedDataInvalid", "EncryptedDataLenRange", "DataInvalid"}
+
+
+def _rsa_bits(kind: str) -> int:
+    if kind not in st.RSA_BITS:
+        raise ValueError(f"{kind} is not an RSA root key kind")
+    return st.RSA_BITS[kind]
+
+
+def _rsa_spki(modulus: bytes, exponent: bytes) -> bytes:
+    """DER SubjectPublicKeyInfo of an RSA public key given as PKCS#11 big integers."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicNumbers
+
+    return RSAPublicNumbers(int.from_bytes(exponent, "big"), int.from_bytes(
+        modulus, "big")).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _rsa_checked(kind: str, der: bytes) -> bytes:
+    try:
+        st.public_key_object(kind, der)
+    except ValueError:
+        raise TokenError(f"the token made an RSA key that is not an {kind} key with "
+                         "exponent 65537") from None
+    return der
 
 
 def _ec_kind(kind: str) -> tuple[str, int]:
@@ -407,6 +440,8 @@ class Pkcs11Token:
         """The public key bytes of that pair (ECDSA: the uncompressed point), if present."""
         if kind == "ed25519":
             return self.find_ed25519(label, key_id)
+        if kind in st.RSA_BITS:
+            return self._find_rsa_public(label, key_id)
         oid, size = _ec_kind(kind)
         for obj in self._objects(label, key_id):
             if obj.object_class == ObjectClass.PUBLIC_KEY:
@@ -427,6 +462,8 @@ class Pkcs11Token:
         """
         if kind == "ed25519":
             return self.sign_ed25519(label, key_id, data)
+        if kind in st.RSA_BITS:
+            return self._sign_rsa_pss(label, key_id, data)
         _, size = _ec_kind(kind)
         from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
@@ -451,6 +488,172 @@ class Pkcs11Token:
             raise TokenError(f"the token returned an {kind} signature of {len(raw)} bytes")
         return encode_dss_signature(int.from_bytes(raw[:size], "big"),
                                     int.from_bytes(raw[size:], "big"))
+
+    # --------------------------------------- RSA root keys (generated here, exported wrapped)
+
+    def generate_rsa(self, kind: str, label: str, key_id: str) -> bytes:
+        """An RSA pair generated in the token (e = 65537); return its DER SubjectPublicKeyInfo.
+
+        The private key is sensitive and sign-only; CKA_EXTRACTABLE is true only because
+        C_WrapKey needs it, and ``wrap_private`` turns it off right after the one wrap.
+        (CKA_WRAP_WITH_TRUSTED is not set: it needs a KEK with CKA_TRUSTED, which only the
+        security officer may set, and the ceremony logs in as the user.)
+        """
+        bits = _rsa_bits(kind)
+        common = {Attribute.LABEL: label, Attribute.ID: bytes.fromhex(key_id),
+                  Attribute.TOKEN: True}
+        self._keys.pop((label, key_id), None)
+        try:
+            public, _ = self._session.generate_keypair(
+                KeyType.RSA, bits, mechanism=Mechanism.RSA_PKCS_KEY_PAIR_GEN,
+                public_template={**common, Attribute.PUBLIC_EXPONENT: _RSA_E,
+                                 Attribute.VERIFY: True, Attribute.ENCRYPT: False,
+                                 Attribute.WRAP: False},
+                private_template={**common, Attribute.PRIVATE: True, Attribute.SENSITIVE: True,
+                                  Attribute.EXTRACTABLE: True, Attribute.SIGN: True,
+                                  Attribute.DECRYPT: False, Attribute.UNWRAP: False,
+                                  Attribute.DERIVE: False})
+            der = _rsa_spki(bytes(public[Attribute.MODULUS]),
+                            bytes(public[Attribute.PUBLIC_EXPONENT]))
+        except pkcs11.PKCS11Error as exc:
+            raise self._failed_creating(exc, f"generating an {kind} key", label,
+                                        key_id) from None
+        return _rsa_checked(kind, der)
+
+    def _import_kek(self, label: str, key_id: str, kek: bytearray) -> Any:
+        """The AES-256 KEK as a session object: sensitive, non-extractable, WRAP/UNWRAP only."""
+        if len(kek) != 32:
+            raise ValueError("the key-encryption key is AES-256 (32 bytes)")
+        value = bytes(kek)
+        try:
+            return self._session.create_object({
+                Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.KEY_TYPE: KeyType.AES,
+                Attribute.VALUE: value, Attribute.LABEL: kek_label(label),
+                Attribute.ID: bytes.fromhex(key_id), Attribute.TOKEN: False,
+                Attribute.PRIVATE: True, Attribute.SENSITIVE: True,
+                Attribute.EXTRACTABLE: False, Attribute.WRAP: True, Attribute.UNWRAP: True,
+                Attribute.ENCRYPT: False, Attribute.DECRYPT: False, Attribute.SIGN: False,
+                Attribute.VERIFY: False, Attribute.DERIVE: False})
+        except pkcs11.PKCS11Error as exc:
+            raise self._fail(exc, "importing the key-encryption key") from None
+        finally:
+            scratch = bytearray(value)
+            wipe(scratch)
+            del value
+
+    def _destroy_kek(self, secret: Any) -> None:
+        try:
+            secret.destroy()
+        except pkcs11.PKCS11Error as exc:
+            error = self._fail(exc, "destroying the key-encryption key")
+            raise TokenError(error.message, hint="it is a session object: closing the session "
+                             "(ending the program) removes it; " + error.hint) from None
+
+    def wrap_private(self, kind: str, label: str, key_id: str, kek: bytearray) -> bytes:
+        """Wrap the private key under ``kek`` (AES_KEY_WRAP_PAD), then make it non-extractable.
+
+        The KEK is destroyed on every path. The blob is RFC 5649 over the PKCS#8
+        PrivateKeyInfo (SoftHSM2 2.6 zero-pads the PKCS#8 to a multiple of 8 first).
+        """
+        _rsa_bits(kind)
+        key = self._private_key(label, key_id)
+        secret = self._import_kek(label, key_id, kek)
+        try:
+            blob = bytes(secret.wrap_key(key, mechanism=Mechanism.AES_KEY_WRAP_PAD))
+            key[Attribute.EXTRACTABLE] = False  # one wrap, then never again
+        except pkcs11.PKCS11Error as exc:
+            raise self._fail(exc, f"wrapping the root key {label!r}") from None
+        finally:
+            self._destroy_kek(secret)
+        return blob
+
+    def unwrap_private(self, kind: str, label: str, key_id: str, kek: bytearray,
+                       blob: bytes, *, store: bool = True) -> bytes:
+        """Unwrap ``blob`` into a sensitive, non-extractable, sign-only private key.
+
+        With ``store`` it becomes a token object and a public key object is created next to
+        it; without, it is a session object destroyed before returning (a check that the
+        blob unwraps). The KEK is destroyed on every path.
+        """
+        _rsa_bits(kind)
+        doing = f"unwrapping the root key {label!r}"
+        self._keys.pop((label, key_id), None)
+        secret = self._import_kek(label, key_id, kek)
+        try:
+            try:
+                key = secret.unwrap_key(
+                    ObjectClass.PRIVATE_KEY, KeyType.RSA, blob, id=bytes.fromhex(key_id),
+                    label=label, mechanism=Mechanism.AES_KEY_WRAP_PAD, store=store,
+                    template={Attribute.PRIVATE: True, Attribute.SENSITIVE: True,
+                              Attribute.EXTRACTABLE: False, Attribute.SIGN: True,
+                              Attribute.DECRYPT: False, Attribute.UNWRAP: False,
+                              Attribute.DERIVE: False,
+                              # python-pkcs11 adds these by default; a private key has none.
+                              Attribute.ENCRYPT: DEFAULT, Attribute.VERIFY: DEFAULT,
+                              Attribute.WRAP: DEFAULT})
+            except pkcs11.PKCS11Error as exc:
+                if type(exc).__name__ in _UNWRAP_REFUSED and self._present():
+                    raise TokenError(
+                        "the wrapped root key does not unwrap under the key-encryption key "
+                        "these shares derive: it was wrapped under another key, or altered",
+                        hint="check the bundle with `ceremony verify`, and that the shares "
+                             "come from the ceremony that made this bundle") from None
+                raise self._fail(exc, doing) from None
+            try:
+                modulus = bytes(key[Attribute.MODULUS])
+                exponent = bytes(key[Attribute.PUBLIC_EXPONENT])
+                if store:
+                    self._session.create_object({
+                        Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.KEY_TYPE: KeyType.RSA,
+                        Attribute.LABEL: label, Attribute.ID: bytes.fromhex(key_id),
+                        Attribute.TOKEN: True, Attribute.MODULUS: modulus,
+                        Attribute.PUBLIC_EXPONENT: exponent, Attribute.VERIFY: True,
+                        Attribute.ENCRYPT: False, Attribute.WRAP: False})
+                else:
+                    key.destroy()
+            except pkcs11.PKCS11Error as exc:
+                if store:
+                    raise self._failed_creating(exc, doing, label, key_id) from None
+                raise self._fail(exc, doing) from None
+        finally:
+            self._destroy_kek(secret)
+        der = _rsa_spki(modulus, exponent)
+        try:
+            return _rsa_checked(kind, der)
+        except TokenError:
+            if store:
+                self.destroy(label, key_id)
+            raise
+
+    def _find_rsa_public(self, label: str, key_id: str) -> bytes | None:
+        for obj in self._objects(label, key_id):
+            if obj.object_class == ObjectClass.PUBLIC_KEY:
+                try:
+                    modulus, exponent = obj[Attribute.MODULUS], obj[Attribute.PUBLIC_EXPONENT]
+                except pkcs11.PKCS11Error as exc:
+                    raise self._fail(exc, f"reading the public key {label!r}") from None
+                return _rsa_spki(bytes(modulus), bytes(exponent))
+        return None
+
+    def _sign_rsa_pss(self, label: str, key_id: str, data: bytes) -> bytes:
+        """RSASSA-PSS on the token: SHA-256, MGF1-SHA-256, 32-byte salt."""
+        doing = f"signing with {label!r}"
+        param = (Mechanism.SHA256, MGF.SHA256, st.RSA_PSS_SALT)
+        try:
+            return bytes(self._private_key(label, key_id).sign(
+                data, mechanism=Mechanism.SHA256_RSA_PKCS_PSS, mechanism_param=param))
+        except (pkcs11.ObjectHandleInvalid, pkcs11.KeyHandleInvalid) as exc:
+            # A stale cached handle, as in sign_ed25519: look the key up once more.
+            self._keys.pop((label, key_id), None)
+            if not self._present():
+                raise token_error(exc, doing, removed=True) from None
+        except pkcs11.PKCS11Error as exc:
+            raise self._fail(exc, doing) from None
+        try:
+            return bytes(self._private_key(label, key_id).sign(
+                data, mechanism=Mechanism.SHA256_RSA_PKCS_PSS, mechanism_param=param))
+        except pkcs11.PKCS11Error as exc:
+            raise self._fail(exc, doing) from None
 
     def find_objects(self, label: str, key_id: str) -> list[TokenObject]:
         out = []

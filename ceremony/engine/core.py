@@ -22,8 +22,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ceremony import __version__
 from ceremony.canonical import canonical_bytes, digest, sha256_hex
+from ceremony.engine import certify
+from ceremony.engine import rsa as rsa_keys
 from ceremony.engine.derive import derive_root_private, mix_seed, seed_fingerprint, wipe
-from ceremony.engine.ports import Clock, Randomness, SecretOutput, ShareSplitter, Token
+from ceremony.engine.ports import (
+    Clock,
+    Randomness,
+    SecretOutput,
+    ShareSplitter,
+    Token,
+    kek_label,
+)
 from ceremony.engine.prompts import (
     Abort,
     ActionReady,
@@ -48,6 +57,7 @@ from ceremony.errors import (
     UsageError,
 )
 from ceremony.model import statements as st
+from ceremony.model.certificate import CERTIFICATE_FILE, CSR_FILE
 from ceremony.model.policy import Policy
 from ceremony.model.rules import check_policy
 from ceremony.model.script import Script, Step
@@ -441,6 +451,9 @@ class Engine:
     # ---------------------------------------------------------------- actions
 
     def _run_action(self, step: Step) -> None:
+        if step.action == "certify_root_key":
+            self._run_certify(step)
+            return
         if step.action != "provision_root_key":
             raise ValueError(f"no handler for action {step.action}")
         rk = self.script.root_key
@@ -463,6 +476,9 @@ class Engine:
                              "or abort") from exc
 
     def _provision_root_key(self, step: Step) -> None:
+        if self.script.root_key.algorithm == "rsa":
+            self._provision_rsa_root_key(step)
+            return
         token, script, rk = self.devices.token, self.script, self.script.root_key
         sources = [("os", self.devices.os_random.random_bytes(32)),
                    ("token", token.random_bytes(32))]
@@ -547,22 +563,149 @@ class Engine:
         })
 
     def _rollback_action(self, reason: str) -> None:
-        destroyed = self._destroy_created()
         step = self._step()
+        if step is not None and step.action == "certify_root_key":
+            # Certifying created files only: the root key and the shares stay.
+            destroyed = {"destroyed_objects": [], "removed_share_sheets": 0,
+                         "removed_files": self._remove_certificate_files()}
+        else:
+            destroyed = self._destroy_created()
         self._write(ENGINE_ACTOR, step.id if step else None, "action.rolled_back",
                     {"reason": reason, **destroyed})
+
+    def _provision_rsa_root_key(self, step: Step) -> None:
+        """An RSA root key: generated in the token, tested, exported once wrapped (rsa.py)."""
+        token, script, rk = self.devices.token, self.script, self.script.root_key
+        sources = [("os", self.devices.os_random.random_bytes(32)),
+                   ("token", token.random_bytes(32))]
+        seed = mix_seed(sources)
+        try:
+            self._write(ENGINE_ACTOR, step.id, "entropy.collected", {
+                "sources": [{"source": name, "bytes": len(data)} for name, data in sources],
+                "combiner": "sha256-length-prefixed (docs/kdf.md)", "seed_bytes": len(seed)})
+            del sources
+            public = token.generate_rsa(rk.kind, rk.label, rk.key_id)
+            challenge = canonical_bytes({"type": "ceremony.pairwise.v1",
+                                         "ceremony": script.ceremony_id,
+                                         "key": st.encode_key(public, rk.kind)})
+            signature = token.sign(rk.kind, rk.label, rk.key_id, challenge)
+            if token.find_public(rk.kind, rk.label, rk.key_id) != public or \
+                    not st.verify_signature(rk.kind, public, signature, challenge):
+                raise TokenError("the new root key failed its pairwise-consistency test",
+                                 hint="the token or its module is faulty; abort",
+                                 requirement="CER-PAIRWISE")
+            blob = rsa_keys.wrap_rsa(token, seed, rk)
+            _write_file(self.bundle / st.WRAPPED_FILE, blob)
+            self._write(ENGINE_ACTOR, step.id, "root_key.created", {
+                "kind": rk.kind, "label": rk.label, "id": rk.key_id,
+                "public_key": st.encode_key(public, rk.kind),
+                "fingerprint": sha256_hex(public),
+                "pairwise_check": "passed (signed on token, verified with cryptography)",
+                "attributes": {"sensitive": True, "extractable": False},
+                "derivation": DERIVATION_TEXT["rsa"],
+                "wrapped": st.wrapped_record(sha256_hex(blob)),
+            })
+            self._split_shares(step, seed)
+            pem = st.public_key_object(rk.kind, public).public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            if self.rehearsal:
+                pem = b"REHEARSAL: not a production key\n" + pem
+            _write_file(self.bundle / ROOT_PEM_FILE, pem)
+            self._write(ENGINE_ACTOR, step.id, "action.completed", {
+                "action": step.action,
+                "created": [o.as_dict() for o in token.find_objects(rk.label, rk.key_id)],
+                "files": {ROOT_PEM_FILE: sha256_hex(pem), st.WRAPPED_FILE: sha256_hex(blob)},
+            })
+        finally:
+            wipe(seed)
 
     def _destroy_created(self) -> dict[str, Any]:
         rk = self.script.root_key
         objects = [o.as_dict() for o in self.devices.token.destroy(rk.label, rk.key_id)]
+        if rk.algorithm == "rsa":  # a KEK left by a failure in the middle of a wrap
+            objects += [o.as_dict() for o in self.devices.token.destroy(kek_label(rk.label),
+                                                                         rk.key_id)]
         shares = self.devices.secrets.remove_all()
         pem = self.bundle / ROOT_PEM_FILE
         files = []
         if pem.exists():
             pem.unlink()
             files.append(ROOT_PEM_FILE)
+        if (self.bundle / st.WRAPPED_FILE).exists():
+            (self.bundle / st.WRAPPED_FILE).unlink()
+            files.append(st.WRAPPED_FILE)
+        files += self._remove_certificate_files()
         return {"destroyed_objects": objects, "removed_share_sheets": len(shares),
                 "removed_files": files}
+
+    def _run_certify(self, step: Step) -> None:
+        """certify_root_key: the action bracket around :meth:`_certify_root_key`."""
+        self._write(self.admin, step.id, "action.started", {"action": step.action,
+                                                            "will_create": []})
+        try:
+            self._certify_root_key(step)
+        except CeremonyError as exc:
+            self._rollback_action(exc.message)
+            raise
+        except Exception as exc:  # a device library failing in a way we did not foresee
+            self._rollback_action(f"{type(exc).__name__}")
+            raise TokenError(f"the step {step.id!r} failed and was rolled back "
+                             f"({type(exc).__name__})", hint="check the token, then retry "
+                             "or abort") from exc
+
+    def _certify_root_key(self, step: Step) -> None:
+        """Build, sign on the token, verify and write the root certificate and/or CSR."""
+        spec, rk, token = self.script.certificate, self.script.root_key, self.devices.token
+        if spec is None or self.state.root_public is None:
+            raise CheckFailed("there is no root key to certify", requirement="CER-CERTIFICATE")
+        kind, public = st.decode_public_key(self.state.root_public)
+        if token.find_public(kind, rk.label, rk.key_id) != public:
+            raise TokenError("the root key on the token is not the one the transcript "
+                             "records", hint="insert the token the ceremony started on",
+                             requirement="CER-CERTIFICATE")
+
+        def sign(data: bytes) -> bytes:
+            return token.sign(kind, rk.label, rk.key_id, data)
+
+        files: dict[str, str] = {}
+        prefix = b"REHEARSAL: not a production key\n" if self.rehearsal else b""
+        if spec.self_signed:
+            serial = certify.serial_from(self.devices.os_random.random_bytes(16))
+            built = certify.build_certificate(spec, kind, public, serial, self._now(), sign)
+            cert = certify.check_certificate(built.der, spec, kind, public, serial)
+            _write_file(self.bundle / CERTIFICATE_FILE, prefix + built.pem)
+            files[CERTIFICATE_FILE] = sha256_hex(prefix + built.pem)
+            self._write(ENGINE_ACTOR, step.id, "certificate.created", {
+                "file": CERTIFICATE_FILE, "serial": f"{serial:x}",
+                "subject": spec.subject_text,
+                "not_before": format_time(cert.not_valid_before_utc),
+                "not_after": format_time(cert.not_valid_after_utc),
+                "validity_days": spec.validity_days,
+                "public_key": self.state.root_public,
+                "signature_algorithm": certify.SIGNATURE_ALGORITHMS[kind],
+                "fingerprint": sha256_hex(built.der),
+                "check": "passed (verified under its own key with cryptography)"})
+        if spec.csr:
+            built = certify.build_csr(spec, kind, public, sign)
+            certify.check_csr(built.der, spec, kind, public)
+            _write_file(self.bundle / CSR_FILE, prefix + built.pem)
+            files[CSR_FILE] = sha256_hex(prefix + built.pem)
+            self._write(ENGINE_ACTOR, step.id, "csr.created", {
+                "file": CSR_FILE, "subject": spec.subject_text,
+                "public_key": self.state.root_public,
+                "signature_algorithm": certify.SIGNATURE_ALGORITHMS[kind],
+                "fingerprint": sha256_hex(built.der),
+                "check": "passed (signature verified with cryptography)"})
+        self._write(ENGINE_ACTOR, step.id, "action.completed",
+                    {"action": step.action, "created": [], "files": files})
+
+    def _remove_certificate_files(self) -> list[str]:
+        removed = []
+        for name in (CERTIFICATE_FILE, CSR_FILE):
+            if (self.bundle / name).exists():
+                (self.bundle / name).unlink()
+                removed.append(name)
+        return removed
 
     def _abort(self, reason: str) -> None:
         destroyed = self._destroy_created()
@@ -577,11 +720,16 @@ ACTION_TEXT = {
     "provision_root_key": "Generate the seed from OS and token randomness, derive the root "
                           "key, install it in the token as non-extractable, test it, and "
                           "split the seed into SLIP-39 shares for the custodians.",
+    "certify_root_key": "Build the root certificate and/or certificate signing request the "
+                        "script describes, sign it with the root key on the token, verify "
+                        "it, and write it to the bundle.",
 }
 
 # What root_key.created records as the derivation (docs/kdf.md has the details).
 DERIVATION_TEXT = {"ed25519": "hkdf-sha256 (docs/kdf.md)",
-                   "ecdsa": "hkdf-sha256, +8 bytes reduced into [1, n-1] (docs/kdf.md)"}
+                   "ecdsa": "hkdf-sha256, +8 bytes reduced into [1, n-1] (docs/kdf.md)",
+                   "rsa": "generated in the token; exported once, wrapped under an aes-256 "
+                          "key-encryption key derived from the seed (docs/kdf.md)"}
 
 
 def public_from_private(kind: str, private: bytearray) -> bytes:
@@ -667,9 +815,10 @@ def _apply(script: Script, state: _State, entry: Entry) -> _State:
     elif event == "action.completed":
         s.step.action_done = True
     elif event == "action.rolled_back":
+        if (s.step.action_started or {}).get("action") != "certify_root_key":
+            s.root_public = None  # undoing a certification leaves the root key in place
         s.step.action_started = None
         s.step.action_done = False
-        s.root_public = None
     elif event == "root_key.created":
         st.decode_public_key(p["public_key"])  # a malformed key stops a resume here
         s.root_public = p["public_key"]

@@ -67,6 +67,9 @@ def derive_root_private(seed: bytearray, spec: RootKeySpec) -> bytearray:
     info = ROOT_KEY_DOMAIN + b"|" + spec.kind.encode() + b"|" + bytes.fromhex(spec.key_id)
     if spec.algorithm == "ed25519":
         return _hkdf_sha256(seed, ROOT_KEY_DOMAIN, info, 32)
+    if spec.algorithm == "rsa":
+        raise ValueError(f"{spec.kind} root keys are generated in the token, not derived; "
+                         "the seed derives their key-encryption key (derive_kek)")
     if spec.kind not in EC_ORDERS:
         raise ValueError(f"derivation for {spec.kind} is not implemented")
     order, size = EC_ORDERS[spec.kind]
@@ -77,6 +80,22 @@ def derive_root_private(seed: bytearray, spec: RootKeySpec) -> bytearray:
         return bytearray(scalar.to_bytes(size, "big"))
     finally:
         wipe(candidate)
+
+
+# AES-256 key-encryption keys for root keys generated inside the token (RSA).
+KEK_BYTES = 32
+
+
+def derive_kek(seed: bytearray, spec: RootKeySpec) -> bytearray:
+    """The AES-256 key-encryption key that wraps a token-generated root key (docs/kdf.md).
+
+    HKDF-SHA256 with the root-key salt and the info string
+    ``ceremony.root-key.v1|kek|<kind>|<key id bytes>``: independent of every derived root key
+    (whose info has the kind right after the domain) and of other kinds and ids.
+    """
+    info = (ROOT_KEY_DOMAIN + b"|kek|" + spec.kind.encode() + b"|"
+            + bytes.fromhex(spec.key_id))
+    return _hkdf_sha256(seed, ROOT_KEY_DOMAIN, info, KEK_BYTES)
 
 
 def seed_fingerprint(seed: bytearray, ceremony_id: str) -> str:

@@ -38,6 +38,11 @@ class TokenObject:
                 "key_type": self.key_type}
 
 
+def kek_label(label: str) -> str:
+    """The label of the short-lived key-encryption key object for the root key ``label``."""
+    return f"{label} kek"
+
+
 class Token(Protocol):
     """One PKCS#11 token with an open, logged-in session."""
 
@@ -79,6 +84,28 @@ class Token(Protocol):
     def sign(self, kind: str, label: str, key_id: str, data: bytes) -> bytes:
         """Sign ``data`` on the token with that key: Ed25519 (RFC 8032), or ECDSA over the
         kind's hash (SHA-256 for P-256, SHA-384 for P-384) returned as DER."""
+        ...
+
+    def generate_rsa(self, kind: str, label: str, key_id: str) -> bytes:
+        """Generate an RSA key pair of ``kind`` (rsa-3072, rsa-4096; e = 65537) inside the
+        token: private key sensitive, sign-only, extractable only so that ``wrap_private``
+        can wrap it once. Return the public key as DER SubjectPublicKeyInfo."""
+        ...
+
+    def wrap_private(self, kind: str, label: str, key_id: str, kek: bytearray) -> bytes:
+        """Wrap that private key with AES_KEY_WRAP_PAD (RFC 5649) under ``kek`` (AES-256,
+        imported as a sensitive, non-extractable session object with WRAP/UNWRAP only and
+        destroyed before returning, on every path), then make the private key
+        non-extractable. Return the wrapped blob (a wrapped PKCS#8 PrivateKeyInfo)."""
+        ...
+
+    def unwrap_private(self, kind: str, label: str, key_id: str, kek: bytearray,
+                       blob: bytes, *, store: bool = True) -> bytes:
+        """Unwrap ``blob`` under ``kek`` into the token as a sensitive, non-extractable,
+        sign-only private key with that label and id (a token object and its public key
+        object if ``store``, else a session object destroyed before returning); the KEK is
+        destroyed on every path. Return the public key as DER SubjectPublicKeyInfo. A blob
+        that does not unwrap under ``kek`` raises a TokenError with one plain sentence."""
         ...
 
     def find_objects(self, label: str, key_id: str) -> list[TokenObject]:

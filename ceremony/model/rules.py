@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ceremony.errors import PolicyViolation
 from ceremony.model.policy import Policy
 from ceremony.model.script import Script
@@ -32,6 +34,7 @@ def check_policy(script: Script, policy: Policy, *, rehearsal: bool,
         fail(("root_key", "lifetime_days"), f"{script.root_key.lifetime_days} days is longer "
              f"than the policy's maximum of {policy.max_key_lifetime_days}",
              "CER-POLICY-LIFETIME", "shorten the key lifetime")
+    _check_certificate_validity(script, policy, fail)
     if script.shares.group_threshold < policy.min_group_threshold:
         fail(("shares", "group_threshold"), f"{script.shares.group_threshold} is below the "
              f"policy's minimum of {policy.min_group_threshold}", "CER-POLICY-THRESHOLD",
@@ -60,3 +63,21 @@ def check_policy(script: Script, policy: Policy, *, rehearsal: bool,
         fail(("policy", "path"), f"policy {policy.policy_id!r} does not allow rehearsals",
              "CER-REHEARSAL", "rehearse with a policy that allows it")
     return out
+
+
+def _check_certificate_validity(script: Script, policy: Policy,
+                                fail: Callable[[tuple[str | int, ...], str, str, str], None],
+                                ) -> None:
+    """A root certificate may not outlive its key, nor the policy's maximum key lifetime."""
+    spec = script.certificate
+    if spec is None:
+        return
+    where = ("root_key", "certificate", "validity_days")
+    if spec.validity_days > script.root_key.lifetime_days:
+        fail(where, f"{spec.validity_days} days is longer than the root key's lifetime of "
+             f"{script.root_key.lifetime_days} days", "CER-CERT-VALIDITY",
+             "shorten the certificate's validity to at most root_key.lifetime_days")
+    if spec.validity_days > policy.max_key_lifetime_days:
+        fail(where, f"{spec.validity_days} days is longer than the policy's maximum key "
+             f"lifetime of {policy.max_key_lifetime_days}", "CER-CERT-VALIDITY",
+             "shorten the certificate's validity")

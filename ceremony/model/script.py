@@ -12,15 +12,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ceremony.canonical import sha256_hex
 from ceremony.errors import ScriptError
+from ceremony.model.certificate import CertificateSpec, parse_certificate
 from ceremony.model.strict import Fields, Source, read_source
 
 ROLES = ("administrator", "custodian", "witness", "auditor")
 ALGORITHMS = ("ed25519", "ecdsa", "rsa")
 CURVES = ("p256", "p384")
 RSA_SIZES = (3072, 4096)
-ACTIONS = ("none", "provision_root_key")
+ACTIONS = ("none", "provision_root_key", "certify_root_key")
 # Steps whose action creates or exposes key material: the policy's quorum applies to them.
-SENSITIVE_ACTIONS = ("provision_root_key",)
+# (Certifying signs with the root key, so it needs the quorum as well.)
+SENSITIVE_ACTIONS = ("provision_root_key", "certify_root_key")
 
 ID_PATTERN = r"[a-z0-9][a-z0-9._-]{2,63}"
 PARTICIPANT_PATTERN = r"[a-z][a-z0-9_-]{0,31}"
@@ -108,6 +110,8 @@ class Script:
     steps: tuple[Step, ...]
     sha256: str
     source_name: str
+    # [root_key.certificate]: what a certify_root_key step makes (None: no such step).
+    certificate: CertificateSpec | None = None
 
     def participant(self, pid: str) -> Participant | None:
         return next((p for p in self.participants if p.id == pid), None)
@@ -133,7 +137,18 @@ class Script:
             out["shares"] = {"group_threshold": self.shares.group_threshold,
                              "groups": [{"threshold": g.threshold, "members": list(g.members)}
                                         for g in self.shares.groups]}
+        if step.action == "certify_root_key" and self.certificate is not None:
+            out.update(_certify_definition(self))
         return out
+
+
+def _certify_definition(script: Script) -> dict[str, Any]:
+    """What a certify_root_key step's digest adds: the key it certifies and the spec."""
+    rk, spec = script.root_key, script.certificate
+    assert spec is not None
+    return {"root_key": {"kind": rk.kind, "label": rk.label, "id": rk.key_id,
+                         "lifetime_days": rk.lifetime_days},
+            "certificate": spec.definition()}
 
 
 def article(role: str) -> str:
@@ -233,6 +248,8 @@ def parse_script(text: str, name: str) -> Script:
     key_id = rk.text("id", pattern=r"(?:[0-9a-f]{2}){1,32}", max_len=64,
                     what="1 to 32 bytes in lower-case hex")
     lifetime = rk.integer("lifetime_days", low=1, high=36500)
+    cert_table = rk.table("certificate", required=False)
+    certificate = parse_certificate(cert_table) if cert_table is not None else None
     rk.done()
     root_key = RootKeySpec(algorithm, curve, size, label, key_id, lifetime)
 
@@ -295,10 +312,38 @@ def parse_script(text: str, name: str) -> Script:
     if len(provisions) != 1:
         raise top.fail("steps", f"must have exactly one step with action = "
                                 f"\"provision_root_key\", not {len(provisions)}")
+    _check_certify_steps(top, steps, provisions[0], certificate is not None, algorithm)
     top.done()
     return Script(ceremony_id, version, title, policy_path, policy_sha, token,
                   tuple(participants), root_key, shares, tuple(steps),
-                  sha256_hex(text.encode("utf-8")), name)
+                  sha256_hex(text.encode("utf-8")), name, certificate)
+
+
+def _check_certify_steps(top: Fields, steps: list[Step], provision: int,
+                         has_spec: bool, algorithm: str = "") -> None:
+    """At most one certify_root_key step, after provisioning, and only with a spec."""
+    if has_spec and algorithm == "rsa":
+        raise top.source.fail(("root_key", "certificate"), "certificates for RSA root keys "
+                              "are not supported by this version yet",
+                              hint="use an ed25519 or ecdsa root key, or remove the table")
+    certify = [i for i, s in enumerate(steps) if s.action == "certify_root_key"]
+    if len(certify) > 1:
+        raise top.source.fail(("steps", certify[1], "action"), "must be the only step with "
+                              f"action = \"certify_root_key\" (there are {len(certify)})")
+    if certify and certify[0] < provision:
+        raise top.source.fail(("steps", certify[0], "action"), "the root key is certified "
+                              "before it exists: this step comes before the "
+                              "provision_root_key step", hint="move the step after "
+                              f"{steps[provision].id!r}")
+    if certify and not has_spec:
+        raise top.source.fail(("steps", certify[0], "action"), "certify_root_key needs a "
+                              "[root_key.certificate] table saying what to make",
+                              hint="add [root_key.certificate] (see docs/hsm-guide.md)")
+    if has_spec and not certify:
+        raise top.source.fail(("root_key", "certificate"), "no step has action = "
+                              "\"certify_root_key\", so nothing would use this table",
+                              hint="add a certify_root_key step after provisioning, or "
+                                   "remove the table")
 
 
 def load_script(path: Path) -> Script:

@@ -10,8 +10,8 @@ import base64
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
@@ -27,13 +27,37 @@ CHECKSUMS = "ceremony.checksums.v1"
 
 
 # Root key kinds and the length of their public key bytes in the transcript: Ed25519's 32
-# raw bytes (RFC 8032); for ECDSA the uncompressed SEC 1 point 04 || X || Y.
-PUBLIC_KEY_BYTES = {"ed25519": 32, "ecdsa-p256": 65, "ecdsa-p384": 97}
+# raw bytes (RFC 8032); for ECDSA the uncompressed SEC 1 point 04 || X || Y; for RSA the
+# DER SubjectPublicKeyInfo (RFC 8017 / RFC 5280) with public exponent 65537.
+PUBLIC_KEY_BYTES = {"ed25519": 32, "ecdsa-p256": 65, "ecdsa-p384": 97,
+                    "rsa-3072": 422, "rsa-4096": 550}
+# RSA root key kinds: modulus bits. Signatures are RSASSA-PSS, SHA-256, MGF1-SHA-256, salt 32.
+RSA_BITS = {"rsa-3072": 3072, "rsa-4096": 4096}
+RSA_EXPONENT = 65537
+RSA_PSS_SALT = 32
 EC_CURVES: dict[str, tuple[ec.EllipticCurve, hashes.HashAlgorithm]] = {
     "ecdsa-p256": (ec.SECP256R1(), hashes.SHA256()),
     "ecdsa-p384": (ec.SECP384R1(), hashes.SHA384()),
 }
-PublicKey = Ed25519PublicKey | ec.EllipticCurvePublicKey
+PublicKey = Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+
+
+def rsa_pss() -> padding.PSS:
+    """The RSA root keys' signature padding: PSS with MGF1-SHA-256 and a 32-byte salt."""
+    return padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=RSA_PSS_SALT)
+
+
+def _rsa_public_key(kind: str, raw: bytes) -> rsa.RSAPublicKey:
+    """An RSA key from its DER SubjectPublicKeyInfo: canonical DER, the kind's size, e=65537."""
+    key = serialization.load_der_public_key(raw)
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise ValueError(f"not an {kind} public key")
+    der = key.public_bytes(serialization.Encoding.DER,
+                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    if der != raw or key.key_size != RSA_BITS[kind] or \
+            key.public_numbers().e != RSA_EXPONENT:
+        raise ValueError(f"not an {kind} public key in canonical DER with exponent 65537")
+    return key
 
 
 def encode_key(raw: bytes, kind: str = "ed25519") -> str:
@@ -68,6 +92,8 @@ def public_key_object(kind: str, raw: bytes) -> PublicKey:
     """The ``cryptography`` key for transcript key bytes; ValueError if not a valid key."""
     if kind == "ed25519":
         return Ed25519PublicKey.from_public_bytes(raw)
+    if kind in RSA_BITS:
+        return _rsa_public_key(kind, raw)
     if kind not in EC_CURVES or len(raw) != PUBLIC_KEY_BYTES[kind] or raw[0] != 0x04:
         raise ValueError(f"not an uncompressed {kind} point")
     # from_encoded_point checks that the point is on the curve.
@@ -87,6 +113,8 @@ def verify_signature(kind: str, public_key: bytes, signature: bytes, message: by
     """
     if kind == "ed25519":
         return verify_ed25519(public_key, signature, message)
+    if kind in RSA_BITS:
+        return verify_rsa_pss(kind, public_key, signature, message)
     try:
         key = public_key_object(kind, public_key)
         r, s = decode_dss_signature(signature)
@@ -97,6 +125,33 @@ def verify_signature(kind: str, public_key: bytes, signature: bytes, message: by
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+def verify_rsa_pss(kind: str, public_key: bytes, signature: bytes, message: bytes) -> bool:
+    """True when ``signature`` is an RSASSA-PSS (SHA-256, MGF1-SHA-256, salt 32) signature of
+    ``message`` under the RSA key of ``kind``, exactly the modulus length long."""
+    try:
+        key = _rsa_public_key(kind, public_key)
+        if len(signature) != RSA_BITS[kind] // 8:
+            return False
+        key.verify(signature, message, rsa_pss(), hashes.SHA256())
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+# A root key generated in the token (RSA) is exported once, wrapped, into this bundle file;
+# root_key.created records where and how (docs/transcript-format.md).
+WRAPPED_FILE = "root-key.wrapped"
+WRAP_MECHANISM = "AES_KEY_WRAP_PAD"
+WRAP_KEK = "aes-256, hkdf-sha256 of the seed (docs/kdf.md)"
+
+
+def wrapped_record(blob_sha256: str) -> dict[str, Any]:
+    """root_key.created's ``wrapped`` member for a blob with this SHA-256 (hex)."""
+    return {"file": WRAPPED_FILE, "sha256": blob_sha256, "mechanism": WRAP_MECHANISM,
+            "format": "pkcs8", "kek": WRAP_KEK, "kek_destroyed": True,
+            "unwrap_check": "passed (unwrapped in the token to the same public key)"}
 
 
 def b64(data: bytes) -> str:

@@ -250,7 +250,10 @@ def load_replay(bundle: Path) -> Replay:
                 fingerprint = p.get("fingerprint")
                 replay.root_fingerprint = fingerprint if isinstance(fingerprint, str) else None
             elif entry.event in ("action.rolled_back", "ceremony.aborted"):
-                root, replay.root_fingerprint = None, None
+                step = script.step(entry.step) if script and entry.step else None
+                if entry.event == "ceremony.aborted" or step is None or \
+                        step.action != "certify_root_key":  # a certification leaves the key
+                    root, replay.root_fingerprint = None, None
             elif entry.event == "seal":
                 statement = p.get("statement")
                 if isinstance(statement, dict) and isinstance(statement.get("outcome"), str):

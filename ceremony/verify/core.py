@@ -49,6 +49,7 @@ from ceremony.transcript import (
     parse_lines,
     parse_time,
 )
+from ceremony.verify.certificates import CertificateProblem, check_certificates
 
 SCRIPT_FILE = "script.toml"
 POLICY_FILE = "policy.toml"
@@ -74,9 +75,14 @@ PAYLOAD_FIELDS: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in {
     "action.started": ("action", "will_create"),
     "entropy.collected": ("sources", "combiner", "seed_bytes"),
     "root_key.created": ("kind", "label", "id", "public_key", "fingerprint", "pairwise_check",
-                         "attributes", "derivation"),
+                         "attributes", "derivation", "wrapped"),
     "shares.created": ("scheme", "identifier", "group_threshold", "groups", "holders",
                        "seed_fingerprint", "reconstruction_check"),
+    "certificate.created": ("file", "serial", "subject", "not_before", "not_after",
+                            "validity_days", "public_key", "signature_algorithm",
+                            "fingerprint", "check"),
+    "csr.created": ("file", "subject", "public_key", "signature_algorithm", "fingerprint",
+                    "check"),
     "action.completed": ("action", "created", "files"),
     "action.rolled_back": ("reason", "destroyed_objects", "removed_share_sheets",
                            "removed_files"),
@@ -86,7 +92,8 @@ PAYLOAD_FIELDS: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in {
                          "removed_files"),
     "seal": ("statement", "transcript_signature", "root_key_signature"),
 }.items()}
-OPTIONAL_FIELDS = {"seal": frozenset({"root_key_signature"})}
+OPTIONAL_FIELDS = {"seal": frozenset({"root_key_signature"}),
+                   "root_key.created": frozenset({"wrapped"})}  # RSA only
 
 
 # The requirement (docs/requirements.md) each step proves.
@@ -331,13 +338,15 @@ def _signatures(ctx: dict[str, Any], report: Report) -> None:
                             "key", line)
         elif e.event == "root_key.created":
             root = _root_key(script, line)
+            ctx["wrapped"] = _wrapped_record(root[0], line)
             report.root_public_key = p["public_key"]
             report.root_fingerprint = sha256_hex(root[1])
             if p["fingerprint"] != report.root_fingerprint:
                 raise _Fail("the root key fingerprint does not match its public key", line)
         elif e.event in ("action.rolled_back", "ceremony.aborted"):
-            root = None
-            report.root_public_key = report.root_fingerprint = None
+            if e.event == "ceremony.aborted" or not _certify_step(script, e.step):
+                root = None  # (undoing a certification leaves the root key in place)
+                report.root_public_key = report.root_fingerprint = None
         elif e.event == "seal":
             statement = p["statement"]
             outcome = statement.get("outcome") if isinstance(statement, dict) else None
@@ -358,6 +367,23 @@ def _signatures(ctx: dict[str, Any], report: Report) -> None:
                     raise _Fail("the seal's root-key signature (proof of possession) does "
                                 "not verify", line)
     ctx["root"] = root
+
+
+def _wrapped_record(kind: str, line: Line) -> str | None:
+    """The SHA-256 of the wrapped root key an RSA root_key.created records; None otherwise."""
+    p = line.entry.payload
+    if kind not in st.RSA_BITS:
+        if "wrapped" in p:
+            raise _Fail(f"an {kind} root key is derived from the seed: it has no wrapped "
+                        "export", line, requirement="CER-RSA-WRAP")
+        return None
+    wrapped = p.get("wrapped")
+    digest = wrapped.get("sha256") if isinstance(wrapped, dict) else None
+    if not isinstance(digest, str) or len(digest) != 64 or \
+            digest.strip("0123456789abcdef") or wrapped != st.wrapped_record(digest):
+        raise _Fail(f"an {kind} root key must record its wrapped export exactly as the "
+                    "format says", line, requirement="CER-RSA-WRAP")
+    return digest
 
 
 def _root_key(script: Script, line: Line) -> tuple[str, bytes]:
@@ -442,7 +468,7 @@ def _quorum(ctx: dict[str, Any], report: Report) -> None:
             _require_authorized(step, attempt, line)
             attempt.action_open, attempt.action_done = True, False
         elif e.event in ("entropy.collected", "root_key.created", "shares.created",
-                         "action.completed"):
+                         "certificate.created", "csr.created", "action.completed"):
             if not attempt.action_open:
                 raise _Fail(f"{e.event} outside an action", line)
             if e.event == "action.completed":
@@ -554,12 +580,22 @@ def _seal(ctx: dict[str, Any], report: Report) -> None:
             raise _Fail(f"the seal says completed but {ctx['completed_steps']} of "
                         f"{len(script.steps)} steps completed", last)
         _check_root_pem(ctx, last)
+        _check_wrapped(ctx, last)
+        try:
+            check_certificates(ctx["bundle"], script, ctx["policy"], lines, ctx["root"], last)
+        except CertificateProblem as exc:
+            raise _Fail(exc.detail, exc.line, requirement="CER-CERTIFICATE") from None
     elif outcome == "aborted":
         if not ctx["aborted"]:
             raise _Fail("the seal says aborted but no ceremony.aborted entry precedes it", last)
     else:
         raise _Fail(f"unknown outcome {outcome!r}", last)
     report.outcome = outcome
+
+
+def _certify_step(script: Script, step_id: str | None) -> bool:
+    step = script.step(step_id) if step_id else None
+    return step is not None and step.action == "certify_root_key"
 
 
 def _check_root_pem(ctx: dict[str, Any], last: Line) -> None:
@@ -575,6 +611,20 @@ def _check_root_pem(ctx: dict[str, Any], last: Line) -> None:
     if ctx["root"] is None or key.public_bytes(*spki) != st.public_key_object(
             *ctx["root"]).public_bytes(*spki):
         raise _Fail(f"{ROOT_PEM_FILE} is not the root key the transcript records")
+
+
+def _check_wrapped(ctx: dict[str, Any], last: Line) -> None:
+    """An RSA root key's wrapped export is in the bundle, with the digest recorded."""
+    digest: str | None = ctx.get("wrapped") if ctx["root"] is not None else None
+    if digest is None:
+        return
+    path: Path = ctx["bundle"] / st.WRAPPED_FILE
+    if not path.is_file():
+        raise _Fail(f"the bundle has no {st.WRAPPED_FILE}, the RSA root key's wrapped export",
+                    last, requirement="CER-RSA-WRAP")
+    if sha256_hex(path.read_bytes()) != digest:
+        raise _Fail(f"{st.WRAPPED_FILE} is not the wrapped root key root_key.created records "
+                    "(its SHA-256 differs)", last, requirement="CER-RSA-WRAP")
 
 
 def entry_summary(entry: Entry) -> str:
