@@ -80,3 +80,23 @@ def _token_serial(softhsm: SoftHsm) -> str:
     lib.reinitialize()
     serial = lib.get_token(token_label=softhsm.label).serial
     return (serial.decode() if isinstance(serial, bytes) else str(serial)).strip()
+
+
+@pytest.mark.parametrize(("edit", "expected"), [
+    (("", ""), ["EC_EDWARDS_KEY_PAIR_GEN", "EDDSA"]),
+    (('algorithm = "ed25519"', 'algorithm = "ecdsa"\ncurve = "p384"'),
+     ["EC_EDWARDS_KEY_PAIR_GEN", "EDDSA", "ECDSA"]),
+])
+def test_started_entry_records_the_mechanisms_of_the_key_kind(
+        tmp_path: Path, cast: Cast, policy_text: str, edit: tuple[str, str],
+        expected: list[str]) -> None:
+    import json
+
+    text = cast.script_text.replace(*edit) if edit[0] else cast.script_text
+    script = parse_script(text, "script.toml")
+    devices = Devices(TickingClock(), SeededRandom("os"), FakeToken(SeededRandom("token")),
+                      Slip39Splitter(SeededRandom("slip39")), MemorySecrets())
+    Engine.start(script, parse_policy(policy_text, "policy.toml"), text.encode(),
+                 policy_text.encode(), devices, tmp_path / "bundle", rehearsal=True)
+    first = json.loads((tmp_path / "bundle" / "transcript.jsonl").read_text().splitlines()[0])
+    assert first["payload"]["token"]["mechanisms"] == expected

@@ -179,7 +179,8 @@ class Engine:
             "script_sha256": script.sha256, "policy_id": policy.policy_id,
             "policy_version": policy.version, "policy_sha256": policy.sha256,
             "rehearsal": rehearsal, "transcript_key": st.encode_key(public),
-            "token": token.describe(), "leftovers_destroyed": leftovers,
+            "token": {**token.describe(), "mechanisms": mechanisms_for(script)},
+            "leftovers_destroyed": leftovers,
         })
         return engine
 
@@ -750,6 +751,23 @@ REHEARSAL_NOTE = """REHEARSAL
 This bundle was made by `ceremony rehearse` on a throwaway SoftHSM2 token with simulated
 custodians. Nothing in it is a production key; do not trust it for anything but practice.
 """
+
+
+# The PKCS#11 mechanisms a ceremony uses, by root-key kind (the transcript key is always
+# Ed25519). Recorded in ceremony.started so an auditor knows what the token was asked to do.
+_TRANSCRIPT_MECHANISMS = ["EC_EDWARDS_KEY_PAIR_GEN", "EDDSA"]
+_ROOT_MECHANISMS = {
+    "ed25519": [],
+    "ecdsa-p256": ["ECDSA"],
+    "ecdsa-p384": ["ECDSA"],
+    "rsa-3072": ["RSA_PKCS_KEY_PAIR_GEN", "SHA256_RSA_PKCS_PSS", "AES_KEY_WRAP_PAD"],
+    "rsa-4096": ["RSA_PKCS_KEY_PAIR_GEN", "SHA256_RSA_PKCS_PSS", "AES_KEY_WRAP_PAD"],
+}
+
+
+def mechanisms_for(script: Script) -> list[str]:
+    """The mechanisms this script's ceremony uses on the token."""
+    return _TRANSCRIPT_MECHANISMS + _ROOT_MECHANISMS[script.root_key.kind]
 
 
 def check_token_identity(script: Script, description: dict[str, Any]) -> None:
