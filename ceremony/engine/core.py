@@ -11,6 +11,7 @@ Device actions are bracketed by ``action.started`` (naming what will be created)
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -461,12 +462,15 @@ class Engine:
         if rk.kind not in st.PUBLIC_KEY_BYTES:
             raise InputError(f"root keys of kind {rk.kind} cannot be provisioned by this "
                              "version yet", hint="use algorithm = \"ed25519\" or \"ecdsa\"")
-        self._write(self.admin, step.id, "action.started", {
-            "action": step.action,
-            "will_create": [{"label": rk.label, "id": rk.key_id}],
-        })
+        self._bracketed(step, [{"label": rk.label, "id": rk.key_id}], self._provision_root_key)
+
+    def _bracketed(self, step: Step, will_create: list[dict[str, str]],
+                   work: Callable[[Step], None]) -> None:
+        """Run a device action between action.started and its completion or rollback."""
+        self._write(self.admin, step.id, "action.started",
+                    {"action": step.action, "will_create": will_create})
         try:
-            self._provision_root_key(step)
+            work(step)
         except CeremonyError as exc:
             self._rollback_action(exc.message)
             raise
@@ -641,18 +645,7 @@ class Engine:
 
     def _run_certify(self, step: Step) -> None:
         """certify_root_key: the action bracket around :meth:`_certify_root_key`."""
-        self._write(self.admin, step.id, "action.started", {"action": step.action,
-                                                            "will_create": []})
-        try:
-            self._certify_root_key(step)
-        except CeremonyError as exc:
-            self._rollback_action(exc.message)
-            raise
-        except Exception as exc:  # a device library failing in a way we did not foresee
-            self._rollback_action(f"{type(exc).__name__}")
-            raise TokenError(f"the step {step.id!r} failed and was rolled back "
-                             f"({type(exc).__name__})", hint="check the token, then retry "
-                             "or abort") from exc
+        self._bracketed(step, [], self._certify_root_key)
 
     def _certify_root_key(self, step: Step) -> None:
         """Build, sign on the token, verify and write the root certificate and/or CSR."""
