@@ -290,6 +290,22 @@ class Pkcs11Token:
             "mechanisms": ["EC_EDWARDS_KEY_PAIR_GEN", "EDDSA"],
         }
 
+    def _store_signing_pair(self, key_type: KeyType, params: bytes, label: str, key_id: str,
+                            value: bytes, point: bytes) -> None:
+        """Store an imported EC-family private key and its public key as one signing pair."""
+        common = {Attribute.LABEL: label, Attribute.ID: bytes.fromhex(key_id),
+                  Attribute.TOKEN: True, Attribute.KEY_TYPE: key_type,
+                  Attribute.EC_PARAMS: params}
+        self._session.create_object({
+            **common, Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.VALUE: value,
+            Attribute.PRIVATE: True, Attribute.SENSITIVE: True,
+            Attribute.EXTRACTABLE: False, Attribute.SIGN: True,
+            # A signing key does nothing else: SoftHSM2 defaults these to true.
+            Attribute.DECRYPT: False, Attribute.UNWRAP: False, Attribute.DERIVE: False})
+        self._session.create_object({
+            **common, Attribute.CLASS: ObjectClass.PUBLIC_KEY,
+            Attribute.EC_POINT: _der_octet_string(point), Attribute.VERIFY: True})
+
     def random_bytes(self, n: int) -> bytes:
         try:
             return bytes(self._session.generate_random(n * 8))  # python-pkcs11 takes bits
@@ -323,18 +339,8 @@ class Pkcs11Token:
         try:
             public = Ed25519PrivateKey.from_private_bytes(value).public_key().public_bytes(
                 serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-            common = {Attribute.LABEL: label, Attribute.ID: bytes.fromhex(key_id),
-                      Attribute.TOKEN: True, Attribute.KEY_TYPE: KeyType.EC_EDWARDS,
-                      Attribute.EC_PARAMS: self._params}
-            self._session.create_object({
-                **common, Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.VALUE: value,
-                Attribute.PRIVATE: True, Attribute.SENSITIVE: True,
-                Attribute.EXTRACTABLE: False, Attribute.SIGN: True,
-                # A signing key does nothing else: SoftHSM2 defaults these to true.
-                Attribute.DECRYPT: False, Attribute.UNWRAP: False, Attribute.DERIVE: False})
-            self._session.create_object({
-                **common, Attribute.CLASS: ObjectClass.PUBLIC_KEY,
-                Attribute.EC_POINT: _der_octet_string(public), Attribute.VERIFY: True})
+            self._store_signing_pair(KeyType.EC_EDWARDS, self._params, label, key_id,
+                                     value, public)
         except pkcs11.PKCS11Error as exc:
             raise self._failed_creating(exc, "storing the root key", label, key_id) from None
         finally:
@@ -413,17 +419,8 @@ class Pkcs11Token:
             point = ec.derive_private_key(int.from_bytes(value, "big"),
                                           st.EC_CURVES[kind][0]).public_key().public_bytes(
                 serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
-            common = {Attribute.LABEL: label, Attribute.ID: bytes.fromhex(key_id),
-                      Attribute.TOKEN: True, Attribute.KEY_TYPE: KeyType.EC,
-                      Attribute.EC_PARAMS: encode_named_curve_parameters(oid)}
-            self._session.create_object({
-                **common, Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.VALUE: value,
-                Attribute.PRIVATE: True, Attribute.SENSITIVE: True,
-                Attribute.EXTRACTABLE: False, Attribute.SIGN: True,
-                Attribute.DECRYPT: False, Attribute.UNWRAP: False, Attribute.DERIVE: False})
-            self._session.create_object({
-                **common, Attribute.CLASS: ObjectClass.PUBLIC_KEY,
-                Attribute.EC_POINT: _der_octet_string(point), Attribute.VERIFY: True})
+            self._store_signing_pair(KeyType.EC, encode_named_curve_parameters(oid), label,
+                                     key_id, value, point)
         except pkcs11.PKCS11Error as exc:
             raise self._failed_creating(exc, f"storing the {kind} root key", label,
                                         key_id) from None

@@ -507,28 +507,35 @@ class Engine:
                 raise TokenError("the new root key failed its pairwise-consistency test",
                                  hint="the token or its module is faulty; abort",
                                  requirement="CER-PAIRWISE")
-            self._write(ENGINE_ACTOR, step.id, "root_key.created", {
-                "kind": rk.kind, "label": rk.label, "id": rk.key_id,
-                "public_key": st.encode_key(public, rk.kind),
-                "fingerprint": sha256_hex(public),
-                "pairwise_check": "passed (signed on token, verified with cryptography)",
-                "attributes": {"sensitive": True, "extractable": False},
-                "derivation": DERIVATION_TEXT[rk.algorithm],
-            })
-            self._split_shares(step, seed)
-            pem = st.public_key_object(rk.kind, public).public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-            if self.rehearsal:
-                pem = b"REHEARSAL: not a production key\n" + pem
-            _write_file(self.bundle / ROOT_PEM_FILE, pem)
-            self._write(ENGINE_ACTOR, step.id, "action.completed", {
-                "action": step.action,
-                "created": [o.as_dict() for o in token.find_objects(rk.label, rk.key_id)],
-                "files": {ROOT_PEM_FILE: sha256_hex(pem)},
-            })
+            self._record_root_key(step, seed, public, {}, {})
         finally:
             wipe(seed)
             wipe(private)
+
+    def _record_root_key(self, step: Step, seed: bytearray, public: bytes,
+                         record: dict[str, Any], files: dict[str, str]) -> None:
+        """Record the tested root key, split the seed, write the PEM and close the action."""
+        rk, token = self.script.root_key, self.devices.token
+        self._write(ENGINE_ACTOR, step.id, "root_key.created", {
+            "kind": rk.kind, "label": rk.label, "id": rk.key_id,
+            "public_key": st.encode_key(public, rk.kind),
+            "fingerprint": sha256_hex(public),
+            "pairwise_check": "passed (signed on token, verified with cryptography)",
+            "attributes": {"sensitive": True, "extractable": False},
+            "derivation": DERIVATION_TEXT[rk.algorithm],
+            **record,
+        })
+        self._split_shares(step, seed)
+        pem = st.public_key_object(rk.kind, public).public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        if self.rehearsal:
+            pem = b"REHEARSAL: not a production key\n" + pem
+        _write_file(self.bundle / ROOT_PEM_FILE, pem)
+        self._write(ENGINE_ACTOR, step.id, "action.completed", {
+            "action": step.action,
+            "created": [o.as_dict() for o in token.find_objects(rk.label, rk.key_id)],
+            "files": {ROOT_PEM_FILE: sha256_hex(pem), **files},
+        })
 
     def _split_shares(self, step: Step, seed: bytearray) -> None:
         script = self.script
@@ -601,26 +608,9 @@ class Engine:
                                  requirement="CER-PAIRWISE")
             blob = rsa_keys.wrap_rsa(token, seed, rk)
             _write_file(self.bundle / st.WRAPPED_FILE, blob)
-            self._write(ENGINE_ACTOR, step.id, "root_key.created", {
-                "kind": rk.kind, "label": rk.label, "id": rk.key_id,
-                "public_key": st.encode_key(public, rk.kind),
-                "fingerprint": sha256_hex(public),
-                "pairwise_check": "passed (signed on token, verified with cryptography)",
-                "attributes": {"sensitive": True, "extractable": False},
-                "derivation": DERIVATION_TEXT["rsa"],
-                "wrapped": st.wrapped_record(sha256_hex(blob)),
-            })
-            self._split_shares(step, seed)
-            pem = st.public_key_object(rk.kind, public).public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-            if self.rehearsal:
-                pem = b"REHEARSAL: not a production key\n" + pem
-            _write_file(self.bundle / ROOT_PEM_FILE, pem)
-            self._write(ENGINE_ACTOR, step.id, "action.completed", {
-                "action": step.action,
-                "created": [o.as_dict() for o in token.find_objects(rk.label, rk.key_id)],
-                "files": {ROOT_PEM_FILE: sha256_hex(pem), st.WRAPPED_FILE: sha256_hex(blob)},
-            })
+            self._record_root_key(step, seed, public,
+                                  {"wrapped": st.wrapped_record(sha256_hex(blob))},
+                                  {st.WRAPPED_FILE: sha256_hex(blob)})
         finally:
             wipe(seed)
 
