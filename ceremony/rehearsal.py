@@ -153,6 +153,26 @@ def throwaway_token(say: Callable[[str], None] = print) -> Iterator[ThrowawayTok
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def rehearsal_login(throwaway: ThrowawayToken, script: Script, secret: Path
+                    ) -> tuple[bytearray, dict[str, object]]:
+    """Activate the throwaway token as the script says; the PIN and the login record.
+
+    For split activation the token gets random PINs split among the script's officers,
+    their PIN share sheets go to ``secret/pin-shares``, and the first ``threshold``
+    simulated officers present theirs; otherwise the transport PIN is used as a known PIN.
+    """
+    from ceremony.adapters.activation import activate, combine_pin, read_sheets
+
+    activation = script.token.activation
+    if activation.mode != "split":
+        return bytearray(throwaway.pin), activation.record()
+    done = activate(throwaway.module, throwaway.uri, script, throwaway.so_pin, secret,
+                    rehearsal=True)
+    present = activation.officers[: activation.threshold]
+    return combine_pin(activation, read_sheets(
+        [done.sheets / f"pin-share-{officer}.txt" for officer in present]))
+
+
 def rehearse(out: Path, say: Callable[[str], None] = print) -> tuple[Path, Path]:
     """Run the sample ceremony on a fresh SoftHSM2 token; return (bundle, secret dir)."""
     from ceremony.adapters.pkcs11_token import Pkcs11Token
@@ -160,6 +180,7 @@ def rehearse(out: Path, say: Callable[[str], None] = print) -> tuple[Path, Path]
     from ceremony.adapters.slip39 import Slip39Splitter
     from ceremony.adapters.system import OsRandomness, SystemClock
     from ceremony.engine.core import Devices, Engine
+    from ceremony.engine.derive import wipe
     from ceremony.headless import run_headless
     from ceremony.model.policy import parse_policy
 
@@ -167,7 +188,11 @@ def rehearse(out: Path, say: Callable[[str], None] = print) -> tuple[Path, Path]
     cast = r.cast
     policy = parse_policy(r.policy_text, "policy.toml")
     with throwaway_token(say) as throwaway:
-        token = Pkcs11Token(throwaway.module, throwaway.uri, throwaway.pin)
+        pin, login = rehearsal_login(throwaway, cast.script, r.secret)
+        try:
+            token = Pkcs11Token(throwaway.module, throwaway.uri, pin, login=login)
+        finally:
+            wipe(pin)
         try:
             devices = Devices(SystemClock(), OsRandomness(), token, Slip39Splitter(),
                               ShareSheetDirectory(r.shares, cast.script.ceremony_id))

@@ -51,7 +51,7 @@ id = "close"
 witnesses = ["wendy"]
 """
 
-SHA_LINE = 'sha256 = "2b5d67a03b90089f8319e7c379d5dfeb7cbe86cd0db272ef0654d8e2982dc4f3"\n'
+SHA_LINE = 'sha256 = "68b3062f669054e4092572a6e265699e05ae73083ee6d914e2534666bad1d917"\n'
 PROVISION = 'action = "provision_root_key"\n'
 # In an edit, this marker becomes one byte that is not valid UTF-8 (Latin-1 "ö").
 BAD_BYTE = "<0xF6>"
@@ -277,9 +277,26 @@ VECTORS: list[Vector] = [
       "shares.groups[0].members", "lists the same entry twice", "members ="),
     S("share-member-not-string", [(MEMBERS, 'members = ["alice", 2, "carol"]')],
       "shares.groups[0].members", "entry 2 must be a string, not an integer", "members ="),
-    S("share-threshold-above-members", [("threshold = 2\n", "threshold = 4\n")],
+    S("share-threshold-above-members", [("[[shares.groups]]\nthreshold = 2\n",
+                                         "[[shares.groups]]\nthreshold = 4\n")],
       "shares.groups[0].threshold", "4 is more than the 3 members", "threshold = 4"),
-    S("share-threshold-one", [("threshold = 2\n", "threshold = 1\n")],
+    S("activation-mode-unknown", [('mode = "split"', 'mode = "sticky-note"')],
+      "token.activation.mode", "is not one of split, pin-pad, known-pin", "mode ="),
+    S("activation-officer-unknown", [('officers = ["alice", "bob", "carol"]',
+                                      'officers = ["alice", "bob", "mallory"]')],
+      "token.activation.officers[2]", "'mallory' is not a participant", "officers ="),
+    S("activation-officer-witness", [('officers = ["alice", "bob", "carol"]',
+                                      'officers = ["alice", "bob", "wendy"]')],
+      "token.activation.officers[2]", "only an administrator or a custodian may hold a PIN "
+      "share", "officers ="),
+    S("activation-threshold-above-officers",
+      [('"carol"]\nthreshold = 2', '"carol"]\nthreshold = 4')],
+      "token.activation.threshold", "4 is more than the 3 officers", "^threshold = 4"),
+    S("activation-officers-on-pin-pad", [('mode = "split"', 'mode = "pin-pad"')],
+      "token.activation.officers", "applies only to split activation, not pin-pad",
+      "officers ="),
+    S("share-threshold-one", [("[[shares.groups]]\nthreshold = 2\n",
+                               "[[shares.groups]]\nthreshold = 1\n")],
       "shares.groups[0].threshold", "a threshold of 1 needs exactly one member",
       "^threshold = 1"),
     S("group-threshold-above-groups", [("group_threshold = 1", "group_threshold = 2")],
@@ -421,9 +438,16 @@ VECTORS: list[Vector] = [
       extra={"policy.toml": [('["ed25519", "ecdsa-p256", "ecdsa-p384", "rsa-3072", '
                               '"rsa-4096"]', '["ecdsa-p256"]')]}),
     V("member-threshold", "script.toml", [], "shares.groups[0].threshold",
-      "CER-POLICY-THRESHOLD", "2 is outside the policy's range 3 to 16", "threshold = 2",
+      "CER-POLICY-THRESHOLD", "2 is outside the policy's range 3 to 16", ("threshold = 2", 2),
       unpin=True, extra={"policy.toml": [("min_member_threshold = 2",
                                           "min_member_threshold = 3")]}),
+    V("known-pin-not-allowed", "script.toml", [('mode = "split"\nofficers = ["alice", "bob", '
+                                               '"carol"]\nthreshold = 2\n', 'mode = "known-pin"\n')],
+      "token.activation.mode", "CER-ACTIVATION", "known-pin activation of the token is not "
+      "allowed by policy", 'mode = "known-pin"'),
+    V("officer-threshold", "script.toml", [], "token.activation.threshold", "CER-ACTIVATION",
+      "2 is below the policy's minimum of 3 officers", ("threshold = 2", 1), unpin=True,
+      extra={"policy.toml": [("min_officer_threshold = 2", "min_officer_threshold = 3")]}),
     V("group-threshold", "script.toml", [], "shares.group_threshold", "CER-POLICY-THRESHOLD",
       "1 is below the policy's minimum of 2", "group_threshold =", unpin=True,
       extra={"policy.toml": [("min_group_threshold = 1", "min_group_threshold = 2")]}),

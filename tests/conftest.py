@@ -37,7 +37,8 @@ class SoftHsm:
     directory: Path
     conf: Path
     label: str
-    pin: str
+    pin: str  # the user PIN (split activation replaces it; tests keep the new one here)
+    so_pin: str = "654321"
     module: str = SOFTHSM_MODULE
 
     @property
@@ -73,7 +74,7 @@ def softhsm(tmp_path: Path) -> Iterator[SoftHsm]:
     label = f"test-{tmp_path.name[-20:]}"
     token = SoftHsm(directory, conf, label, "123456")
     subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label, "--pin",
-                    token.pin, "--so-pin", "654321"], check=True, capture_output=True,
+                    token.pin, "--so-pin", token.so_pin], check=True, capture_output=True,
                    env=token.env)
     saved = os.environ.get("SOFTHSM2_CONF")
     os.environ["SOFTHSM2_CONF"] = str(conf)

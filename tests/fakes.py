@@ -62,12 +62,18 @@ class FakeToken:
     extractable: set[tuple[str, str]] = field(default_factory=set)
     fail_import: bool = False
     calls: list[str] = field(default_factory=list)
+    # How the fake was "logged in to": by default as the sample script's split activation
+    # requires (two of its three officers presented their PIN shares).
+    activation: dict[str, Any] = field(default_factory=lambda: {
+        "mode": "split", "officers": ["alice", "bob", "carol"], "threshold": 2,
+        "presented": ["alice", "bob"]})
 
     def describe(self) -> dict[str, Any]:
         return {"module": "fake", "label": "fake-token", "model": "FakeToken", "serial": "0",
                 "manufacturer": "tests", "firmware": "0.0", "hardware": "0.0",
                 "module_sha256": "0" * 64, "library": "fake 0.0",
-                "mechanisms": ["EC_EDWARDS_KEY_PAIR_GEN", "EDDSA"]}
+                "mechanisms": ["EC_EDWARDS_KEY_PAIR_GEN", "EDDSA"],
+                "activation": dict(self.activation)}
 
     def random_bytes(self, n: int) -> bytes:
         return self.random.random_bytes(n)
@@ -132,6 +138,14 @@ class FakeToken:
             return key.sign(data, ec.ECDSA(st.ecdsa_hash(kind)))  # DER, like the adapter
         assert isinstance(key, Ed25519PrivateKey)
         return key.sign(data)
+
+    def sign_pkcs1v15(self, kind: str, label: str, key_id: str, data: bytes) -> bytes:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        key = self.keys[(label, key_id)]
+        assert isinstance(key, rsa.RSAPrivateKey) and key.key_size == st.RSA_BITS[kind]
+        return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
 
     # RSA: cryptography's keys; the wrap is RFC 5649 over PKCS#8, as the adapter's.
 

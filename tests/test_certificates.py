@@ -1,10 +1,12 @@
 """Root certificates and CSRs (issue 4, item 4): built from the script, signed on the token.
 
-On SoftHSM2 a whole ceremony runs through the real CLI with a certify_root_key step; the
+On SoftHSM2 a whole ceremony runs through the real CLI with a certify_root_key step, for
+every root key kind (RSA: sha256WithRSAEncryption, PKCS#1 v1.5 signed on the token); the
 bundle is checked by `ceremony verify`, by `openssl x509` / `openssl req` and by
-``cryptography``. With the fakes: the policy's lifetime limits the validity, a tampered
-certificate fails verification, a failed certification is rolled back without touching the
-root key, and the script's [root_key.certificate] table is read strictly.
+``cryptography``, and an altered certificate fails verification. With the fakes: the
+policy's lifetime limits the validity, a tampered certificate fails verification, a failed
+certification is rolled back without touching the root key, and the script's
+[root_key.certificate] table is read strictly.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from ceremony.engine.prompts import (
     ActionReady,
@@ -31,13 +35,19 @@ from ceremony.engine.prompts import (
     Proceed,
     TypedConfirmation,
 )
-from ceremony.errors import PolicyViolation, ScriptError, TokenError
+from ceremony.errors import CheckFailed, PolicyViolation, ScriptError, TokenError
 from ceremony.model import statements as st
 from ceremony.model.policy import parse_policy
 from ceremony.model.rules import check_policy
 from ceremony.model.script import parse_script
-from ceremony.rehearsal import Cast, make_cast, sample_texts
+from ceremony.rehearsal import make_cast, sample_texts
+from ceremony.transcript import parse_lines
 from ceremony.verify import verify_bundle
+from ceremony.verify.certificates import (
+    CertificateProblem,
+    check_certificates,
+    signature_verifies,
+)
 from tests.conftest import SoftHsm, require, run_cli
 from tests.fakes import SeededRandom
 from tests.test_crash import prepare_ceremony
@@ -77,7 +87,48 @@ SUBJECT = "CN=Sample Root CA,O=Example\\, Org,C=DE"
 def _edit_for(kind: str) -> tuple[str, str] | None:
     if kind == "ed25519":
         return None
+    if kind.startswith("rsa-"):
+        return ('algorithm = "ed25519"', f'algorithm = "rsa"\nsize = {kind[4:]}')
     return ('algorithm = "ed25519"', f'algorithm = "ecdsa"\ncurve = "{kind[6:]}"')
+
+
+def _signed_by_root(kind: str, raw: bytes, signature: bytes, data: bytes) -> bool:
+    """The signature checked with cryptography alone (RSA: PKCS#1 v1.5, SHA-256)."""
+    if not kind.startswith("rsa-"):
+        return st.verify_signature(kind, raw, signature, data)
+    key = serialization.load_der_public_key(raw)
+    assert isinstance(key, rsa.RSAPublicKey)
+    try:
+        key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+    except InvalidSignature:
+        return False
+    return True
+
+
+def _certificate_check(bundle: Path, der: bytes | None = None) -> str:
+    """What the verifier's certificate check says of the bundle, with ``der`` (when given) in
+    place of the certificate and the transcript's fingerprint and file digest of it patched
+    in memory only, so that the check gets past the digests to the certificate itself."""
+    lines = parse_lines((bundle / "transcript.jsonl").read_bytes(), "transcript.jsonl")
+    if der is not None:
+        pem = x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
+        (bundle / "root-certificate.pem").write_bytes(pem)
+        for line in lines:
+            payload = line.entry.payload
+            if line.entry.event == "certificate.created":
+                payload["fingerprint"] = hashlib.sha256(der).hexdigest()
+            elif line.entry.event == "action.completed" and \
+                    "root-certificate.pem" in payload["files"]:
+                payload["files"]["root-certificate.pem"] = hashlib.sha256(pem).hexdigest()
+    script = parse_script((bundle / "script.toml").read_text(), "script.toml")
+    policy = parse_policy((bundle / "policy.toml").read_text(), "policy.toml")
+    root = next(line.entry.payload["public_key"] for line in lines
+                if line.entry.event == "root_key.created")
+    try:
+        check_certificates(bundle, script, policy, lines, st.decode_public_key(root), lines[-1])
+    except CertificateProblem as problem:
+        return problem.detail
+    return "ok"
 
 
 def _openssl(*args: str) -> str:
@@ -92,7 +143,8 @@ def _openssl(*args: str) -> str:
 # ------------------------------------------------------------------ SoftHSM2, end to end
 
 
-@pytest.mark.parametrize("kind", ["ed25519", "ecdsa-p256", "ecdsa-p384"])
+@pytest.mark.parametrize("kind", ["ed25519", "ecdsa-p256", "ecdsa-p384", "rsa-3072",
+                                  "rsa-4096"])
 def test_certified_ceremony_on_softhsm(tmp_path: Path, softhsm: SoftHsm, kind: str) -> None:
     c = prepare_ceremony(tmp_path / "ceremony", softhsm, script_edit=_edit_for(kind),
                          more_edits=(CERTIFY,))
@@ -122,8 +174,12 @@ def test_certified_ceremony_on_softhsm(tmp_path: Path, softhsm: SoftHsm, kind: s
     assert "X509v3 Key Usage: critical" in text and "Certificate Sign, CRL Sign" in text
     assert "X509v3 Subject Key Identifier" in text
     algorithm = {"ed25519": "ED25519", "ecdsa-p256": "ecdsa-with-SHA256",
-                 "ecdsa-p384": "ecdsa-with-SHA384"}[kind]
+                 "ecdsa-p384": "ecdsa-with-SHA384", "rsa-3072": "sha256WithRSAEncryption",
+                 "rsa-4096": "sha256WithRSAEncryption"}[kind]
     assert f"Signature Algorithm: {algorithm}" in text
+    if kind.startswith("rsa-"):
+        assert f"Public-Key: ({kind[4:]} bit)" in text
+        assert "Exponent: 65537 (0x10001)" in text
     # openssl checks the self-signature and the request's signature itself.
     _openssl("verify", "-CAfile", str(cert_path), "-check_ss_sig", str(cert_path))
     assert "verify OK" in _openssl("req", "-in", str(csr_path), "-verify", "-noout")
@@ -136,7 +192,19 @@ def test_certified_ceremony_on_softhsm(tmp_path: Path, softhsm: SoftHsm, kind: s
     root_key = serialization.load_pem_public_key(pem[pem.index(b"-----BEGIN"):])
     assert cert.public_key().public_bytes(*spki) == root_key.public_bytes(*spki)
     kind_, raw = st.decode_public_key(root["public_key"])
-    assert st.verify_signature(kind_, raw, cert.signature, cert.tbs_certificate_bytes)
+    assert kind_ == kind
+    assert _signed_by_root(kind, raw, cert.signature, cert.tbs_certificate_bytes)
+    if kind.startswith("rsa-"):
+        # sha256WithRSAEncryption is PKCS#1 v1.5, made on the token with SHA256_RSA_PKCS,
+        # which the transcript records among the mechanisms; not the seal's PSS.
+        assert isinstance(cert.signature_algorithm_parameters, padding.PKCS1v15)
+        assert len(cert.signature) == int(kind[4:]) // 8
+        assert not st.verify_signature(kind, raw, cert.signature, cert.tbs_certificate_bytes)
+        assert "SHA256_RSA_PKCS" in entries[0]["payload"]["token"]["mechanisms"]
+        assert made["signature_algorithm"] == request["signature_algorithm"] == (
+            "sha256WithRSAEncryption (1.2.840.113549.1.1.11)")
+    else:
+        assert "SHA256_RSA_PKCS" not in entries[0]["payload"]["token"]["mechanisms"]
     assert cert.not_valid_after_utc - cert.not_valid_before_utc == timedelta(days=3650)
     assert cert.subject.rfc4514_string() == SUBJECT == made["subject"]
     assert made["fingerprint"] == hashlib.sha256(
@@ -145,6 +213,7 @@ def test_certified_ceremony_on_softhsm(tmp_path: Path, softhsm: SoftHsm, kind: s
         "public_key"]
     csr = x509.load_pem_x509_csr(csr_path.read_bytes())
     assert csr.is_signature_valid
+    assert _signed_by_root(kind, raw, csr.signature, csr.tbs_certrequest_bytes)
     assert csr.public_key().public_bytes(*spki) == root_key.public_bytes(*spki)
     assert request["fingerprint"] == hashlib.sha256(
         csr.public_bytes(serialization.Encoding.DER)).hexdigest()
@@ -154,6 +223,29 @@ def test_certified_ceremony_on_softhsm(tmp_path: Path, softhsm: SoftHsm, kind: s
 
     # Certifying created nothing on the token: the root key pair only.
     assert len(softhsm.objects()) == 2
+
+    # The verifier's own signature check: it passes the certificate as made, and fails one
+    # whose signature has one bit flipped (the transcript's digests of it patched in memory,
+    # so the digests do not catch it first).
+    original = cert_path.read_bytes()
+    der = cert.public_bytes(serialization.Encoding.DER)
+    assert _certificate_check(c.out) == "ok"
+    flipped = der[:-1] + bytes([der[-1] ^ 1])  # the signature is the DER's last element
+    assert _certificate_check(c.out, flipped) == (
+        "root-certificate.pem: its signature does not verify under the root key")
+
+    # `ceremony verify` on an altered file (one base64 character of the signature): exit 1,
+    # naming the file and the certificate requirement; the original bytes verify again.
+    body = original.splitlines()
+    body[-2] = body[-2][:-3] + (b"A" if body[-2][-3:-2] != b"A" else b"B") + body[-2][-2:]
+    cert_path.write_bytes(b"\n".join(body) + b"\n")
+    refused = c.verify()
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "CER-CERTIFICATE" in refused.stdout + refused.stderr
+    assert "root-certificate.pem" in refused.stdout + refused.stderr
+    cert_path.write_bytes(original)
+    again = c.verify()
+    assert again.returncode == 0, again.stdout + again.stderr
 
 
 # ------------------------------------------------------------------ fakes
@@ -441,13 +533,74 @@ def test_certificate_signature_is_over_the_exact_tbs_bytes() -> None:
         certify.check_certificate(bad.der, spec, "ed25519", raw, 7)
 
 
-def test_rsa_root_key_certificate_is_refused_at_parse_time(cast: Cast) -> None:
-    """Not yet supported: refused with a plain sentence before the day, not mid-ceremony."""
-    text = cast.script_text.replace('algorithm = "ed25519"', 'algorithm = "rsa"\nsize = 3072')
-    text = text.replace('lifetime_days = 3650\n', 'lifetime_days = 3650\n\n'
-                        '[root_key.certificate]\nvalidity_days = 365\n\n'
-                        '[root_key.certificate.subject]\ncommon_name = "Root"\n', 1)
-    with pytest.raises(ScriptError) as info:
-        parse_script(text, "script.toml")
-    assert "not supported by this version yet" in info.value.message
-    assert "root_key.certificate" in info.value.message
+def test_rsa_certificate_is_pkcs1v15_over_the_exact_tbs_bytes() -> None:
+    """RSA: sha256WithRSAEncryption, PKCS#1 v1.5 with SHA-256, over the exact TBS bytes; a
+    PSS signature (the seal's scheme) in its place is caught by the engine's check before
+    anything is recorded, and refused by the verifier's signature check."""
+    from datetime import UTC, datetime
+
+    from ceremony.engine import certify
+
+    template, _ = sample_texts()
+    spec = parse_script(template.replace(*CERTIFY), "script.toml").certificate
+    assert spec is not None
+    key = rsa.generate_private_key(65537, 3072)
+    raw = key.public_key().public_bytes(serialization.Encoding.DER,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    root = ("rsa-3072", raw)
+    signed: list[bytes] = []
+
+    def sign(data: bytes) -> bytes:
+        signed.append(data)
+        return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+
+    def sign_pss(data: bytes) -> bytes:
+        return key.sign(data, st.rsa_pss(), hashes.SHA256())
+
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    built = certify.build_certificate(spec, "rsa-3072", raw, 7, now, sign)
+    cert = x509.load_der_x509_certificate(built.der)
+    assert signed == [cert.tbs_certificate_bytes]
+    assert cert.signature_algorithm_oid.dotted_string == "1.2.840.113549.1.1.11"
+    # The root key is the certificate's key (the throwaway key's size shows nowhere).
+    assert cert.public_key().public_bytes(serialization.Encoding.DER,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo) == raw
+    certify.check_certificate(built.der, spec, "rsa-3072", raw, 7)
+    assert signature_verifies(root, cert.signature, cert.tbs_certificate_bytes)
+    assert not signature_verifies(root, b"\x00" + cert.signature, cert.tbs_certificate_bytes)
+    request = certify.build_csr(spec, "rsa-3072", raw, sign)
+    csr = x509.load_der_x509_csr(request.der)
+    assert signed[-1] == csr.tbs_certrequest_bytes
+    assert csr.signature_algorithm_oid.dotted_string == "1.2.840.113549.1.1.11"
+    certify.check_csr(request.der, spec, "rsa-3072", raw)
+    assert signature_verifies(root, csr.signature, csr.tbs_certrequest_bytes)
+
+    pss = certify.build_certificate(spec, "rsa-3072", raw, 7, now, sign_pss)
+    with pytest.raises(CheckFailed, match="does not verify under its own key"):
+        certify.check_certificate(pss.der, spec, "rsa-3072", raw, 7)
+    wrong = x509.load_der_x509_certificate(pss.der)
+    # A valid PSS signature by the root key, but not the certificate's algorithm.
+    assert st.verify_signature("rsa-3072", raw, wrong.signature, wrong.tbs_certificate_bytes)
+    assert not signature_verifies(root, wrong.signature, wrong.tbs_certificate_bytes)
+    with pytest.raises(CheckFailed, match="does not verify under the root key"):
+        certify.check_csr(certify.build_csr(spec, "rsa-3072", raw, sign_pss).der, spec,
+                          "rsa-3072", raw)
+
+
+def test_rsa_root_key_certificate_is_accepted_and_its_mechanism_recorded() -> None:
+    """An RSA script with [root_key.certificate] parses (it was refused before RSA
+    certificates were supported), and its ceremony records SHA256_RSA_PKCS."""
+    from ceremony.engine.core import mechanisms_for
+
+    template, _ = sample_texts()
+    rsa_edit = ('algorithm = "ed25519"', 'algorithm = "rsa"\nsize = 3072')
+    certified = parse_script(template.replace(*rsa_edit).replace(*CERTIFY), "script.toml")
+    assert certified.root_key.kind == "rsa-3072" and certified.certificate is not None
+    assert mechanisms_for(certified) == [
+        "EC_EDWARDS_KEY_PAIR_GEN", "EDDSA", "RSA_PKCS_KEY_PAIR_GEN", "SHA256_RSA_PKCS_PSS",
+        "AES_KEY_WRAP_PAD", "SHA256_RSA_PKCS"]
+    plain = parse_script(template.replace(*rsa_edit), "script.toml")
+    assert "SHA256_RSA_PKCS" not in mechanisms_for(plain)
+    ecdsa = parse_script(template.replace(*CERTIFY).replace(
+        'algorithm = "ed25519"', 'algorithm = "ecdsa"\ncurve = "p256"'), "script.toml")
+    assert mechanisms_for(ecdsa) == ["EC_EDWARDS_KEY_PAIR_GEN", "EDDSA", "ECDSA"]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from ceremony.canonical import sha256_hex
 from ceremony.errors import AnswersError, InputError, PolicyFileError, ScriptError
 from ceremony.model.answers import parse_answers
 from ceremony.model.policy import Policy, parse_policy
@@ -346,7 +347,7 @@ def _violations(script_edits: list[tuple[str, str]], policy_edits: list[tuple[st
     return [(v.requirement, v.message) for v in found]
 
 
-UNPIN = ('sha256 = "2b5d67a03b90089f8319e7c379d5dfeb7cbe86cd0db272ef0654d8e2982dc4f3"\n', "")
+UNPIN = (f'sha256 = "{sha256_hex(POLICY.encode())}"\n', "")
 
 
 @pytest.mark.parametrize(("requirement", "field", "script_edits", "policy_edits"), [
@@ -365,6 +366,12 @@ UNPIN = ('sha256 = "2b5d67a03b90089f8319e7c379d5dfeb7cbe86cd0db272ef0654d8e2982d
     ("CER-WITNESS", "steps[1].witnesses", [("witnesses = 1\nconfirm", "witnesses = 0\nconfirm")],
      []),
     ("CER-CONFIRM", "steps[1].confirm", [('confirm = "PROVISION ROOT KEY"\n', "")], []),
+    ("CER-ACTIVATION", "token.activation.mode", [UNPIN, ('mode = "split"', 'mode = "pin-pad"'),
+                                                  ('officers = ["alice", "bob", "carol"]\n'
+                                                   'threshold = 2\n', "")],
+     [('allowed_activation = ["split", "pin-pad"]', 'allowed_activation = ["split"]')]),
+    ("CER-ACTIVATION", "token.activation.threshold", [UNPIN],
+     [("min_officer_threshold = 2", "min_officer_threshold = 3")]),
 ])
 def test_check_policy_each_violation(requirement: str, field: str,
                                      script_edits: list[tuple[str, str]],

@@ -211,7 +211,7 @@ def test_random_bytes(token: Pkcs11Token) -> None:
 
 
 def test_cli_reports_a_wrong_pin_in_one_sentence(tmp_path: Path, softhsm: SoftHsm) -> None:
-    ceremony = prepare_ceremony(tmp_path / "ceremony", softhsm)
+    ceremony = prepare_ceremony(tmp_path / "ceremony", softhsm, activation="known-pin")
     ceremony.pin_path.write_text("000000\n")
     result = ceremony.run()
     assert result.returncode == 3
@@ -223,7 +223,7 @@ def test_cli_reports_a_wrong_pin_in_one_sentence(tmp_path: Path, softhsm: SoftHs
 
 
 def test_cli_reports_an_unknown_token_in_one_sentence(tmp_path: Path, softhsm: SoftHsm) -> None:
-    ceremony = prepare_ceremony(tmp_path / "ceremony", softhsm)
+    ceremony = prepare_ceremony(tmp_path / "ceremony", softhsm, activation="known-pin")
     result = run_cli("run", str(ceremony.script_path), "--headless", "--answers",
                      str(ceremony.answers_path), "--out", str(ceremony.out), "--rehearsal",
                      "--token", "pkcs11:token=not-here", "--module", softhsm.module,

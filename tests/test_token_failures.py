@@ -88,7 +88,7 @@ def test_removed_overrides_a_vague_error() -> None:
 # ---------------------------------------------------------------- PIN incorrect, PIN locked
 
 def test_wrong_pin_via_the_cli_exits_3(tmp_path: Path, softhsm: SoftHsm) -> None:
-    ceremony = prepare_ceremony(tmp_path / "ceremony", softhsm)
+    ceremony = prepare_ceremony(tmp_path / "ceremony", softhsm, activation="known-pin")
     ceremony.pin_path.write_text("999999\n")
     for result in (ceremony.run(),
                    run_cli("hsm", "inventory", "--token", softhsm.uri, "--module",
@@ -178,7 +178,7 @@ def test_token_removed_during_provisioning_is_rolled_back(tmp_path: Path,
     nothing was written for the root key: no key object (the token directory stays empty:
     SoftHSM2 did not recreate it), no public key file, no share sheet.
     """
-    c = prepare_ceremony(tmp_path / "ceremony", softhsm)
+    c = prepare_ceremony(tmp_path / "ceremony", softhsm, activation="known-pin")
     script, policy, script_bytes, policy_bytes = cli._load(c.script_path, None)
     answers = load_answers(c.answers_path, script)
     signers = {pid: KeyFileSigner.load(pid, path) for pid, path in answers.identities.items()}

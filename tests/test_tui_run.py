@@ -21,7 +21,7 @@ from ceremony.engine.prompts import (
     Prompt,
 )
 from ceremony.model.policy import parse_policy
-from ceremony.rehearsal import Cast
+from ceremony.rehearsal import Cast, make_cast
 from ceremony.tui.app import CeremonyApp, RunSetup
 from ceremony.tui.devices import rehearsal_setup, token_opener
 from ceremony.tui.screens import (
@@ -37,6 +37,7 @@ from ceremony.tui.screens import (
 from ceremony.verify.core import verify_bundle
 from tests.conftest import SoftHsm, require
 from tests.fakes import FakeToken, SeededRandom, TickingClock
+from tests.test_crash import known_pin_texts
 from tests.tui_helpers import (
     drive,
     fake_opener,
@@ -63,7 +64,13 @@ def entries(bundle: Path) -> list[dict[str, Any]]:
 
 
 def softhsm_setup(tmp_path: Path, softhsm: SoftHsm, cast: Cast, policy_text: str) -> RunSetup:
-    """As `ceremony run SCRIPT --rehearsal --secret-out DIR` builds it; PIN asked in the UI."""
+    """As `ceremony run SCRIPT --rehearsal --secret-out DIR` builds it; PIN asked in the UI.
+
+    The sample is changed to a known-PIN token (its policy allowing that), so the PIN is
+    typed on the start screen; split activation in the UI has its own tests.
+    """
+    template, policy_text = known_pin_texts()
+    cast = make_cast(template, SeededRandom("participants"))
     opener = token_opener(softhsm.module, softhsm.uri, cast.script.ceremony_id,
                           tmp_path / "secret")
     return RunSetup(cast.script, parse_policy(policy_text, "policy.toml"),

@@ -196,43 +196,61 @@ def token_error(exc: BaseException, doing: str, *, removed: bool = False) -> Tok
     return TokenError(sentence.format(doing=doing), hint=hint)
 
 
+def find_token(module: str, uri: str) -> tuple[Any, Any]:
+    """The loaded module and the one token ``uri`` names (RFC 7512), or a TokenError."""
+    attrs = parse_uri(uri)
+    if not Path(module).is_file():
+        raise TokenError(f"the PKCS#11 module {module} does not exist",
+                         hint="install it (softhsm2 for rehearsal) or pass --module")
+    try:
+        lib = pkcs11.lib(module)
+        lib.reinitialize()
+    except pkcs11.PKCS11Error as exc:
+        if type(exc) is pkcs11.PKCS11Error:  # dlopen failed: not a PKCS#11 library
+            raise TokenError(f"the PKCS#11 module {module} could not be loaded",
+                             hint="check --module names the vendor's PKCS#11 library "
+                                  "(a .so file)") from None
+        raise token_error(exc, "loading the PKCS#11 module") from None
+    try:
+        tokens = list(lib.get_tokens(token_label=attrs.get("token"),
+                                     token_serial=(attrs["serial"].encode()
+                                                   if "serial" in attrs else None)))
+    except pkcs11.PKCS11Error as exc:
+        raise token_error(exc, "listing the tokens") from None
+    for name in ("model", "manufacturer"):
+        if name in attrs:
+            key = "manufacturer_id" if name == "manufacturer" else name
+            tokens = [t for t in tokens if getattr(t, key) == attrs[name]]
+    if not tokens:
+        raise TokenError(f"no token matches {uri}", hint="insert the token, or fix the "
+                         "URI (`pkcs11-tool --list-slots` shows what is there)")
+    if len(tokens) > 1:
+        raise TokenError(f"{len(tokens)} tokens match {uri}",
+                         hint="add serial=... to the URI to pick one")
+    return lib, tokens[0]
+
+
 class Pkcs11Token:
     """An open, logged-in read-write session on one token."""
 
-    def __init__(self, module: str, uri: str, pin: bytearray) -> None:
+    def __init__(self, module: str, uri: str, pin: bytearray | None,
+                 login: dict[str, Any] | None = None) -> None:
+        """Log in to the token ``uri`` names with ``pin`` (None: on the token's PIN pad).
+
+        ``login`` is what the transcript records of how the PIN came to be (the mode and,
+        for split activation, who presented PIN shares); never the PIN.
+        """
         self.module = module
-        attrs = parse_uri(uri)
-        if not Path(module).is_file():
-            raise TokenError(f"the PKCS#11 module {module} does not exist",
-                             hint="install it (softhsm2 for rehearsal) or pass --module")
+        self._lib, self._token = find_token(module, uri)
+        self.login = login or {"mode": "known-pin" if pin is not None else "pin-pad"}
+        if pin is None and not self._token.flags & pkcs11.TokenFlag.PROTECTED_AUTHENTICATION_PATH:
+            raise TokenError(f"the token {self._token.label!r} has no PIN pad",
+                             hint="use split activation for this token, or one with a PIN pad "
+                                  "(token.activation.mode in the script)",
+                             requirement="CER-ACTIVATION")
         try:
-            self._lib = pkcs11.lib(module)
-            self._lib.reinitialize()
-        except pkcs11.PKCS11Error as exc:
-            if type(exc) is pkcs11.PKCS11Error:  # dlopen failed: not a PKCS#11 library
-                raise TokenError(f"the PKCS#11 module {module} could not be loaded",
-                                 hint="check --module names the vendor's PKCS#11 library "
-                                      "(a .so file)") from None
-            raise token_error(exc, "loading the PKCS#11 module") from None
-        try:
-            tokens = list(self._lib.get_tokens(token_label=attrs.get("token"),
-                                               token_serial=(attrs["serial"].encode()
-                                                             if "serial" in attrs else None)))
-        except pkcs11.PKCS11Error as exc:
-            raise token_error(exc, "listing the tokens") from None
-        for name in ("model", "manufacturer"):
-            if name in attrs:
-                key = "manufacturer_id" if name == "manufacturer" else name
-                tokens = [t for t in tokens if getattr(t, key) == attrs[name]]
-        if not tokens:
-            raise TokenError(f"no token matches {uri}", hint="insert the token, or fix the "
-                             "URI (`pkcs11-tool --list-slots` shows what is there)")
-        if len(tokens) > 1:
-            raise TokenError(f"{len(tokens)} tokens match {uri}",
-                             hint="add serial=... to the URI to pick one")
-        self._token = tokens[0]
-        try:
-            self._session = self._token.open(rw=True, user_pin=pin.decode())
+            self._session = self._token.open(
+                rw=True, user_pin=pkcs11.PROTECTED_AUTH if pin is None else pin.decode())
         except pkcs11.PKCS11Error as exc:
             raise token_error(exc, "logging in") from None
         self._params = encode_named_curve_parameters(ED25519_OID)
@@ -283,11 +301,12 @@ class Pkcs11Token:
             "module": self.module, "module_sha256": digest,
             "library": f"{lib.library_description.strip()} "
                        f"{lib.library_version[0]}.{lib.library_version[1]}",
-            "label": t.label, "model": t.model, "serial": _text(t.serial),
+            "label": t.label, "model": t.model, "serial": text_value(t.serial),
             "manufacturer": t.manufacturer_id,
             "firmware": "{}.{}".format(*slot.firmware_version),
             "hardware": "{}.{}".format(*slot.hardware_version),
             "mechanisms": ["EC_EDWARDS_KEY_PAIR_GEN", "EDDSA"],
+            "activation": self.login,
         }
 
     def _store_signing_pair(self, key_type: KeyType, params: bytes, label: str, key_id: str,
@@ -634,11 +653,25 @@ class Pkcs11Token:
 
     def _sign_rsa_pss(self, label: str, key_id: str, data: bytes) -> bytes:
         """RSASSA-PSS on the token: SHA-256, MGF1-SHA-256, 32-byte salt."""
+        return self._sign_rsa(label, key_id, data, Mechanism.SHA256_RSA_PKCS_PSS,
+                              (Mechanism.SHA256, MGF.SHA256, st.RSA_PSS_SALT))
+
+    def sign_pkcs1v15(self, kind: str, label: str, key_id: str, data: bytes) -> bytes:
+        """RSASSA-PKCS1-v1_5 with SHA-256 on the token (CKM_SHA256_RSA_PKCS): the
+        sha256WithRSAEncryption signature of a root certificate or CSR."""
+        size = _rsa_bits(kind) // 8
+        signature = self._sign_rsa(label, key_id, data, Mechanism.SHA256_RSA_PKCS, None)
+        if len(signature) != size:
+            raise TokenError(f"the token returned an {kind} signature of {len(signature)} "
+                             f"bytes, not {size}", hint="the token or its module is faulty")
+        return signature
+
+    def _sign_rsa(self, label: str, key_id: str, data: bytes, mechanism: Mechanism,
+                  param: Any) -> bytes:
         doing = f"signing with {label!r}"
-        param = (Mechanism.SHA256, MGF.SHA256, st.RSA_PSS_SALT)
         try:
             return bytes(self._private_key(label, key_id).sign(
-                data, mechanism=Mechanism.SHA256_RSA_PKCS_PSS, mechanism_param=param))
+                data, mechanism=mechanism, mechanism_param=param))
         except (pkcs11.ObjectHandleInvalid, pkcs11.KeyHandleInvalid) as exc:
             # A stale cached handle, as in sign_ed25519: look the key up once more.
             self._keys.pop((label, key_id), None)
@@ -648,7 +681,7 @@ class Pkcs11Token:
             raise self._fail(exc, doing) from None
         try:
             return bytes(self._private_key(label, key_id).sign(
-                data, mechanism=Mechanism.SHA256_RSA_PKCS_PSS, mechanism_param=param))
+                data, mechanism=mechanism, mechanism_param=param))
         except pkcs11.PKCS11Error as exc:
             raise self._fail(exc, doing) from None
 
@@ -751,7 +784,8 @@ def _unwrap_octet_string(data: bytes) -> bytes:
     return data
 
 
-def _text(value: Any) -> str:
+def text_value(value: Any) -> str:
+    """A token-info field (bytes padded with blanks, or str) as plain text."""
     if isinstance(value, bytes):
         return value.decode("ascii", "replace").strip()
     return str(value).strip()

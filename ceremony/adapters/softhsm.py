@@ -20,7 +20,8 @@ class ThrowawayToken:
 
     directory: Path
     label: str
-    pin: bytearray
+    pin: bytearray  # the transport user PIN (split activation replaces it)
+    so_pin: bytearray  # the transport SO PIN
     module: str = SOFTHSM_MODULE
 
     @property
@@ -49,11 +50,11 @@ def create_token(directory: Path, label: str) -> ThrowawayToken:
                     "log.level = ERROR\n")
     os.environ["SOFTHSM2_CONF"] = str(conf)
     pin = bytearray(secrets.token_hex(8).encode())
-    so_pin = secrets.token_hex(8)
+    so_pin = bytearray(secrets.token_hex(8).encode())
     result = subprocess.run(
         [util, "--init-token", "--free", "--label", label, "--pin", pin.decode(),
-         "--so-pin", so_pin], capture_output=True, text=True, check=False,
+         "--so-pin", so_pin.decode()], capture_output=True, text=True, check=False,
         env={**os.environ, "SOFTHSM2_CONF": str(conf)})
     if result.returncode != 0:
         raise TokenError(f"softhsm2-util could not create the token ({result.stderr.strip()})")
-    return ThrowawayToken(directory, label, pin)
+    return ThrowawayToken(directory, label, pin, so_pin)

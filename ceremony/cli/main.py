@@ -19,6 +19,7 @@ from ceremony import __version__
 from ceremony.errors import CeremonyError, Kind, UsageError
 
 if TYPE_CHECKING:
+    from ceremony.adapters.pkcs11_token import Pkcs11Token
     from ceremony.model.policy import Policy
     from ceremony.model.script import Script
     from ceremony.verify.core import Report
@@ -66,8 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "(allows plain identity key files)")
     p.add_argument("--module", help="PKCS#11 module path (default: the script's token.module)")
     p.add_argument("--token", help="PKCS#11 URI of the token (default: the script's token.uri)")
-    p.add_argument("--pin-file", type=Path, help="file holding the token's user PIN "
-                   "(default: asked on the terminal)")
+    p.add_argument("--pin-file", type=Path, help="file holding the token's user PIN, for "
+                   "a known-PIN token (default: asked on the terminal)")
+    p.add_argument("--pin-share", type=Path, action="append", default=[],
+                   help="a crypto officer's PIN share sheet, for a split-knowledge token "
+                   "(repeat for each officer present)")
 
     p = sub.add_parser("verify", help="the auditor's check of a bundle")
     p.add_argument("bundle", type=Path)
@@ -90,9 +94,37 @@ def build_parser() -> argparse.ArgumentParser:
                    "or SoftHSM2's)")
     p.add_argument("--pin-file", type=Path, help="file holding the token's user PIN "
                    "(default: asked on the terminal)")
+    p.add_argument("--pin-share", type=Path, action="append", default=[],
+                   help="a crypto officer's PIN share sheet, for a split-knowledge token "
+                   "(repeatable; needs --bundle, whose script names the officers)")
     p.add_argument("--bundle", type=Path, action="append", default=[],
                    help="a ceremony bundle to compare with (repeatable; each must verify)")
     p.add_argument("--json", action="store_true", help="print the inventory as JSON")
+
+    p = hsm.add_parser("activate", help="give a token random user and SO PINs that no one "
+                       "sees, each split among the script's crypto officers")
+    p.add_argument("script", type=Path, help="the ceremony script ([token.activation] names "
+                   "the officers and the threshold)")
+    p.add_argument("--policy", type=Path)
+    p.add_argument("--secret-out", type=Path, required=True, help="directory for the "
+                   "officers' PIN share sheets (DIR/pin-shares; never overwritten)")
+    p.add_argument("--module", help="PKCS#11 module path (default: the script's token.module)")
+    p.add_argument("--token", help="PKCS#11 URI of the token (default: the script's token.uri)")
+    p.add_argument("--so-pin-file", type=Path, help="file holding the token's current SO "
+                   "PIN (its transport PIN; default: asked on the terminal)")
+    p.add_argument("--so-pin-share", type=Path, action="append", default=[],
+                   help="instead of --so-pin-file: an officer's PIN share sheet from the "
+                   "last activation (repeat for each officer present), to re-activate")
+    p.add_argument("--rehearsal", action="store_true", help="mark the sheets REHEARSAL")
+
+    shares = sub.add_parser("shares", help="a custodian's own share").add_subparsers(
+        dest="shares_command", required=True, parser_class=_Parser)
+    p = shares.add_parser("check", help="check your SLIP-39 share against a bundle: intact, "
+                          "and whose it is (exit 1 if not)")
+    p.add_argument("bundle", type=Path)
+    p.add_argument("--share-file", type=Path, help="file holding the share's words "
+                   "(default: typed on the terminal, not shown)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
 
 
@@ -101,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         handler = {"rehearse": cmd_rehearse, "lint": cmd_lint, "run": cmd_run,
                    "verify": cmd_verify, "replay": cmd_replay,
-                   "sample": cmd_sample, "hsm": cmd_hsm}[args.command]
+                   "sample": cmd_sample, "hsm": cmd_hsm, "shares": cmd_shares}[args.command]
         return handler(args)
     except CeremonyError as exc:
         print(f"ceremony: {exc.describe()}", file=sys.stderr)
@@ -192,22 +224,87 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_hsm(args: argparse.Namespace) -> int:
-    """`ceremony hsm inventory`: exit 0 with no drift, 1 when drift is found."""
-    from ceremony.adapters.pkcs11_token import Pkcs11Token, module_path
+    """`ceremony hsm inventory` (exit 1 on drift) and `ceremony hsm activate`."""
+    if args.hsm_command == "activate":
+        return _hsm_activate(args)
+    from ceremony.adapters.pkcs11_token import module_path
+    from ceremony.cli.login import open_token
     from ceremony.inventory import build_inventory, load_bundle, render
+    from ceremony.model.script import Activation, load_script
 
     # Bundles first: an unverifiable one is refused before the token is touched.
     bundles = [load_bundle(b) for b in args.bundle]
-    pin = _read_pin(args.pin_file)
-    token = Pkcs11Token(module_path(args.module, None), args.token, pin)
+    activation = Activation()
+    if args.pin_share:
+        if not args.bundle:
+            raise UsageError("--pin-share needs --bundle: the bundle's script names the "
+                             "officers and the threshold")
+        activation = load_script(args.bundle[0] / "script.toml").token.activation
+    token = open_token(activation, module_path(args.module, None), args.token,
+                       pin_file=args.pin_file, pin_shares=args.pin_share)
     try:
         inventory = build_inventory(token.describe(), token.inventory(), bundles)
     finally:
         token.close()
-        for i in range(len(pin)):
-            pin[i] = 0
     print(json.dumps(inventory.as_dict(), indent=2) if args.json else render(inventory))
     return Kind.CHECK_FAILED.value if inventory.drift else EXIT_OK
+
+
+def _hsm_activate(args: argparse.Namespace) -> int:
+    """`ceremony hsm activate`: random PINs, split among officers; prints no PIN."""
+    from ceremony.adapters.activation import activate, combine_pin, read_sheets
+    from ceremony.adapters.pkcs11_token import module_path
+    from ceremony.cli.login import read_pin
+    from ceremony.engine.derive import wipe
+    from ceremony.model.rules import check_policy
+
+    script, policy, _, _ = _load(args.script, args.policy)
+    violations = [v for v in check_policy(script, policy, rehearsal=args.rehearsal)
+                  if v.requirement == "CER-ACTIVATION"]
+    if violations:
+        raise violations[0]
+    uri = args.token or script.token.uri
+    if uri is None:
+        raise UsageError("no token given", hint="pass --token pkcs11:token=LABEL or set "
+                         "token.uri in the script")
+    if args.so_pin_share:
+        if args.so_pin_file is not None:
+            raise UsageError("give either --so-pin-file or --so-pin-share, not both")
+        so_pin, _ = combine_pin(script.token.activation, read_sheets(args.so_pin_share, "so"),
+                                where="--so-pin-share")
+    else:
+        so_pin = read_pin(args.so_pin_file, "token's current SO PIN")
+    try:
+        done = activate(module_path(args.module, script.token.module), uri, script, so_pin,
+                        args.secret_out, rehearsal=args.rehearsal)
+    finally:
+        wipe(so_pin)
+    print(f"activated token {done.token}: its user and SO PINs are random and split "
+          f"{done.threshold} of {len(done.officers)} among {', '.join(done.officers)}\n"
+          f"  PIN share sheets: {done.sheets} (hand each officer their own sheet, sealed; "
+          "no one else reads them)\n"
+          f"  share sets: user PIN {done.user_share_set}, SO PIN {done.so_share_set}")
+    return EXIT_OK
+
+
+def cmd_shares(args: argparse.Namespace) -> int:
+    """`ceremony shares check`: exit 0 intact, 1 not intact or the bundle does not verify."""
+    from ceremony.sharecheck import check_share, load_reference, read_share
+
+    if not args.bundle.is_dir():
+        raise UsageError(f"{args.bundle} is not a bundle directory",
+                         hint="give the directory a ceremony wrote (it holds transcript.jsonl)")
+    # The bundle first: the share is not asked for when there is nothing to trust.
+    reference = load_reference(args.bundle)
+    result = check_share(reference, read_share(args.share_file))
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+    elif result.intact:
+        print(result.message)
+    else:
+        hint = f"\n  hint: {result.hint}" if result.hint else ""
+        print(f"ceremony: {result.message}{hint}", file=sys.stderr)
+    return EXIT_OK if result.intact else Kind.CHECK_FAILED.value
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -266,10 +363,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.answers is None:
         raise UsageError("--headless needs --answers FILE")
     from ceremony.adapters.identity import KeyFileSigner
-    from ceremony.adapters.pkcs11_token import Pkcs11Token, module_path
+    from ceremony.adapters.pkcs11_token import module_path
     from ceremony.adapters.sharesheets import ShareSheetDirectory
     from ceremony.adapters.slip39 import Slip39Splitter
     from ceremony.adapters.system import OsRandomness, SystemClock
+    from ceremony.cli.login import open_token
     from ceremony.engine.core import Devices, Engine
     from ceremony.headless import run_headless
     from ceremony.model.answers import load_answers
@@ -285,12 +383,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if uri is None:
         raise UsageError("no token given", hint="pass --token pkcs11:token=LABEL or set "
                          "token.uri in the script")
-    pin = _read_pin(args.pin_file)
     secret_out = args.secret_out or args.out.with_name(args.out.name + ".secret")
     if secret_out.resolve().is_relative_to(args.out.resolve()):
         raise UsageError("--secret-out must not be inside the bundle",
                          requirement="CER-NO-SECRET")
-    token = Pkcs11Token(module_path(args.module, script.token.module), uri, pin)
+    token = open_token(script.token.activation, module_path(args.module, script.token.module),
+                       uri, pin_file=args.pin_file, pin_shares=args.pin_share)
     try:
         devices = Devices(SystemClock(), OsRandomness(), token, Slip39Splitter(),
                           ShareSheetDirectory(secret_out, script.ceremony_id))
@@ -302,8 +400,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         finished = run_headless(engine, answers, signers)  # type: ignore[arg-type]
     finally:
         token.close()
-        for i in range(len(pin)):
-            pin[i] = 0
     print(f"sealed: outcome {finished.outcome}, head {finished.head}; bundle {args.out}")
     return EXIT_OK
 
@@ -330,15 +426,27 @@ def _run_tui(args: argparse.Namespace) -> int:
     if uri is None:
         raise UsageError("no token given", hint="pass --token pkcs11:token=LABEL or set "
                          "token.uri in the script")
-    pin = _read_pin(args.pin_file) if args.pin_file else None
     if args.secret_out is not None and args.secret_out.resolve().is_relative_to(
             args.out.resolve()):
         raise UsageError("--secret-out must not be inside the bundle",
                          requirement="CER-NO-SECRET")
+    activation = script.token.activation
+    pin = connect = None
+    if activation.mode == "known-pin" and not args.pin_share:
+        pin = _read_pin(args.pin_file) if args.pin_file else None
+    else:
+        from ceremony.adapters.pkcs11_token import module_path
+        from ceremony.cli.login import open_token
+
+        def connect() -> Pkcs11Token:
+            return open_token(activation, module_path(args.module, script.token.module), uri,
+                              pin_file=args.pin_file, pin_shares=args.pin_share)
+
     opener = token_opener(args.module, uri, script.ceremony_id, args.secret_out, pin,
-                          script_module=script.token.module)
+                          script_module=script.token.module, connect=connect)
     setup = RunSetup(script, policy, script_bytes, policy_bytes, args.out, args.rehearsal,
-                     opener, signers, needs_pin=pin is None, device_name=uri)  # type: ignore[arg-type]
+                     opener, signers,  # type: ignore[arg-type]
+                     needs_pin=pin is None and connect is None, device_name=uri)
     return _run_app(setup)
 
 
@@ -380,21 +488,9 @@ def _rehearse_tui(out: Path) -> int:
 
 
 def _read_pin(path: Path | None) -> bytearray:
-    if path is None:
-        import getpass
+    from ceremony.cli.login import read_pin
 
-        if not sys.stdin.isatty():
-            raise UsageError("no PIN: pass --pin-file FILE when there is no terminal")
-        return bytearray(getpass.getpass("token user PIN: ").encode())
-    try:
-        pin = bytearray(path.read_bytes())
-    except OSError as exc:
-        raise UsageError(f"cannot read the PIN file {path} ({exc.strerror})") from None
-    while pin and pin[-1] in b"\r\n":
-        pin.pop()
-    if not pin:
-        raise UsageError(f"the PIN file {path} is empty")
-    return pin
+    return read_pin(path)
 
 
 if __name__ == "__main__":

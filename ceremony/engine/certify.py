@@ -4,13 +4,17 @@
 The root key never leaves the token, so:
 
 1. ``cryptography`` builds the certificate (or request) and signs it with a throwaway key of
-   the root key's kind. For a certificate the root public key is set explicitly, so the
-   throwaway key only contributes the signature; the ``TBSCertificate`` bytes, including the
-   signature AlgorithmIdentifier inside them, are exactly those the root key must sign. A
+   the root key's algorithm (for RSA a smaller key: its size shows nowhere in the result).
+   For a certificate the root public key is set explicitly, so the throwaway key only
+   contributes the signature; the ``TBSCertificate`` bytes, including the signature
+   AlgorithmIdentifier inside them, are exactly those the root key must sign. A
    request always carries its signer's public key, so there the SubjectPublicKeyInfo is
    replaced by the root key's.
 2. The token signs those bytes (``Token.sign``: Ed25519 over the bytes, RFC 8410; ECDSA over
-   SHA-256 / SHA-384 of them, DER, which is ecdsa-with-SHA256 / SHA384, RFC 5758).
+   SHA-256 / SHA-384 of them, DER, which is ecdsa-with-SHA256 / SHA384, RFC 5758; for RSA
+   ``Token.sign_pkcs1v15``, RSASSA-PKCS1-v1_5 with SHA-256 on the token, CKM_SHA256_RSA_PKCS,
+   which is sha256WithRSAEncryption, RFC 4055 / RFC 8017: the RSA certificate signature
+   every relying party accepts, unlike the PSS the seal uses).
 3. asn1crypto reassembles ``SEQUENCE { tbs, signatureAlgorithm, signatureValue }`` with the
    token's signature. asn1crypto keeps the DER of parts it parsed and did not change, so the
    signed bytes go into the result untouched; it is already installed (python-pkcs11 depends
@@ -25,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from asn1crypto import csr as asn1_csr
 from asn1crypto import keys as asn1_keys
@@ -32,7 +37,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ceremony.errors import CheckFailed
@@ -43,7 +48,11 @@ Signer = Callable[[bytes], bytes]  # data -> signature made on the token
 
 SIGNATURE_ALGORITHMS = {kind: f"{label} ({SIGNATURE_OIDS[kind]})" for kind, label in (
     ("ed25519", "ed25519"), ("ecdsa-p256", "ecdsa-with-SHA256"),
-    ("ecdsa-p384", "ecdsa-with-SHA384"))}
+    ("ecdsa-p384", "ecdsa-with-SHA384"), ("rsa-3072", "sha256WithRSAEncryption"),
+    ("rsa-4096", "sha256WithRSAEncryption"))}
+# The throwaway RSA key's size does not reach the result (see _throwaway): 2048 bits is
+# quick to generate.
+_THROWAWAY_RSA_BITS = 2048
 
 
 @dataclass(frozen=True)
@@ -77,16 +86,30 @@ def _extensions(spec: CertificateSpec, public: st.PublicKey,
     ]
 
 
-def _throwaway(kind: str) -> tuple[Ed25519PrivateKey | ec.EllipticCurvePrivateKey,
-                                   hashes.SHA256 | hashes.SHA384 | None]:
-    """A key of the root key's kind, and its hash: only its algorithm reaches the result."""
+def _throwaway(kind: str) -> tuple[
+        Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey,
+        hashes.SHA256 | hashes.SHA384 | None]:
+    """A key of the root key's algorithm, and its hash: only the signature
+    AlgorithmIdentifier it makes reaches the result (for RSA, cryptography's default
+    padding, PKCS#1 v1.5: sha256WithRSAEncryption with NULL parameters, RFC 4055)."""
     if kind == "ed25519":
         return Ed25519PrivateKey.generate(), None
     if kind in st.EC_CURVES:
         digest = hashes.SHA256() if kind == "ecdsa-p256" else hashes.SHA384()
         assert digest.name == st.ecdsa_hash(kind).name
         return ec.generate_private_key(st.EC_CURVES[kind][0]), digest
+    if kind in st.RSA_BITS:
+        return rsa.generate_private_key(st.RSA_EXPONENT, _THROWAWAY_RSA_BITS), hashes.SHA256()
     raise ValueError(f"no certificate support for {kind} root keys")
+
+
+def _algorithm(draft: Any, kind: str) -> Any:
+    """The draft's signature AlgorithmIdentifier, checked to be the kind's."""
+    algorithm = draft["signature_algorithm"]
+    if algorithm["algorithm"].dotted != SIGNATURE_OIDS[kind]:
+        raise ValueError(f"cryptography chose the signature algorithm "
+                         f"{algorithm['algorithm'].dotted} for an {kind} key")
+    return algorithm
 
 
 def build_certificate(spec: CertificateSpec, kind: str, public_raw: bytes, serial: int,
@@ -105,7 +128,7 @@ def build_certificate(spec: CertificateSpec, kind: str, public_raw: bytes, seria
         builder.sign(draft_key, digest).public_bytes(serialization.Encoding.DER))
     tbs = draft["tbs_certificate"].dump()
     final = asn1_x509.Certificate({"tbs_certificate": draft["tbs_certificate"],
-                                   "signature_algorithm": draft["signature_algorithm"],
+                                   "signature_algorithm": _algorithm(draft, kind),
                                    "signature_value": sign(tbs)})
     der = final.dump()
     return Built(der, x509.load_der_x509_certificate(der).public_bytes(
@@ -130,7 +153,7 @@ def build_csr(spec: CertificateSpec, kind: str, public_raw: bytes, sign: Signer)
         "attributes": old["attributes"]})
     signed = info.dump()
     final = asn1_csr.CertificationRequest({"certification_request_info": info,
-                                           "signature_algorithm": draft["signature_algorithm"],
+                                           "signature_algorithm": _algorithm(draft, kind),
                                            "signature": sign(signed)})
     der = final.dump()
     return Built(der, x509.load_der_x509_csr(der).public_bytes(serialization.Encoding.PEM))

@@ -649,6 +649,8 @@ class Engine:
                              requirement="CER-CERTIFICATE")
 
         def sign(data: bytes) -> bytes:
+            if kind in st.RSA_BITS:  # sha256WithRSAEncryption, not the seal's PSS (certify.py)
+                return token.sign_pkcs1v15(kind, rk.label, rk.key_id, data)
             return token.sign(kind, rk.label, rk.key_id, data)
 
         files: dict[str, str] = {}
@@ -746,11 +748,16 @@ _ROOT_MECHANISMS = {
     "rsa-3072": ["RSA_PKCS_KEY_PAIR_GEN", "SHA256_RSA_PKCS_PSS", "AES_KEY_WRAP_PAD"],
     "rsa-4096": ["RSA_PKCS_KEY_PAIR_GEN", "SHA256_RSA_PKCS_PSS", "AES_KEY_WRAP_PAD"],
 }
+# What a certify_root_key step adds: RSA certificates and CSRs are sha256WithRSAEncryption
+# (PKCS#1 v1.5, engine/certify.py); the other kinds sign them as they sign the seal.
+_CERTIFY_MECHANISMS = {"rsa-3072": ["SHA256_RSA_PKCS"], "rsa-4096": ["SHA256_RSA_PKCS"]}
 
 
 def mechanisms_for(script: Script) -> list[str]:
     """The mechanisms this script's ceremony uses on the token."""
-    return _TRANSCRIPT_MECHANISMS + _ROOT_MECHANISMS[script.root_key.kind]
+    kind = script.root_key.kind
+    certify_mechanisms = _CERTIFY_MECHANISMS.get(kind, []) if script.certificate else []
+    return _TRANSCRIPT_MECHANISMS + _ROOT_MECHANISMS[kind] + certify_mechanisms
 
 
 def check_token_identity(script: Script, description: dict[str, Any]) -> None:
@@ -762,6 +769,11 @@ def check_token_identity(script: Script, description: dict[str, Any]) -> None:
                              f"{expected!r}; nothing was written",
                              hint="insert the token the script names, or fix token."
                                   f"{name} in the script", requirement="CER-TOKEN-PIN")
+    problem = script.token.activation.problem(description.get("activation"))
+    if problem:
+        raise QuorumError(f"the token was not activated as the script requires: {problem}; "
+                          "nothing was written", hint="log in as token.activation in the "
+                          "script says (docs/hsm-guide.md)", requirement="CER-ACTIVATION")
 
 
 def _check_runnable(script: Script, policy: Policy, script_bytes: bytes, policy_bytes: bytes,

@@ -82,8 +82,15 @@ class Token(Protocol):
         ...
 
     def sign(self, kind: str, label: str, key_id: str, data: bytes) -> bytes:
-        """Sign ``data`` on the token with that key: Ed25519 (RFC 8032), or ECDSA over the
-        kind's hash (SHA-256 for P-256, SHA-384 for P-384) returned as DER."""
+        """Sign ``data`` on the token with that key: Ed25519 (RFC 8032), ECDSA over the
+        kind's hash (SHA-256 for P-256, SHA-384 for P-384) returned as DER, or for RSA kinds
+        RSASSA-PSS (SHA-256, MGF1-SHA-256, salt 32)."""
+        ...
+
+    def sign_pkcs1v15(self, kind: str, label: str, key_id: str, data: bytes) -> bytes:
+        """Sign ``data`` on the token with that RSA key (rsa-3072, rsa-4096) as RSASSA-PKCS1-v1_5
+        with SHA-256 (CKM_SHA256_RSA_PKCS): the sha256WithRSAEncryption signature of a root
+        certificate or CSR. Exactly the modulus length long."""
         ...
 
     def generate_rsa(self, kind: str, label: str, key_id: str) -> bytes:

@@ -23,9 +23,13 @@ SUBJECT_ATTRIBUTES: tuple[tuple[str, str, int, str], ...] = (
     ("common_name", "CN", 64, "2.5.4.3"),
 )
 SUBJECT_OIDS = {name: oid for name, _, _, oid in SUBJECT_ATTRIBUTES}
-# The signature algorithm of a certificate or request signed by a root key of each kind.
+# The signature algorithm of a certificate or request signed by a root key of each kind:
+# Ed25519 (RFC 8410), ecdsa-with-SHA256 / SHA384 (RFC 5758), and for RSA
+# sha256WithRSAEncryption (RSASSA-PKCS1-v1_5 with SHA-256, RFC 8017 / RFC 4055), the RSA
+# signature every relying party accepts. (The seal's RSA signatures are PSS: statements.py.)
 SIGNATURE_OIDS = {"ed25519": "1.3.101.112", "ecdsa-p256": "1.2.840.10045.4.3.2",
-                  "ecdsa-p384": "1.2.840.10045.4.3.3"}
+                  "ecdsa-p384": "1.2.840.10045.4.3.3",
+                  "rsa-3072": "1.2.840.113549.1.1.11", "rsa-4096": "1.2.840.113549.1.1.11"}
 KEY_USAGES = ("key_cert_sign", "crl_sign", "digital_signature")
 DEFAULT_KEY_USAGE = ("key_cert_sign", "crl_sign")
 # Printable text without control characters (it goes into a UTF8String).

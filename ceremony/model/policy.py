@@ -10,6 +10,7 @@ from ceremony.errors import PolicyFileError
 from ceremony.model.strict import Source, read_source
 
 KEY_KINDS = ("ed25519", "ecdsa-p256", "ecdsa-p384", "rsa-3072", "rsa-4096")
+ACTIVATION_MODES = ("split", "pin-pad", "known-pin")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,9 @@ class Policy:
     max_key_lifetime_days: int
     sha256: str
     source_name: str
+    # [token]: how a token's PIN may be entered, and the fewest officers a split PIN needs.
+    allowed_activation: tuple[str, ...] = ("split", "pin-pad")
+    min_officer_threshold: int = 2
 
 
 def parse_policy(text: str, name: str) -> Policy:
@@ -53,9 +57,22 @@ def parse_policy(text: str, name: str) -> Policy:
     quorum.done()
     rehearsal = top.flag("rehearsal_allowed")
     lifetime = top.integer("max_key_lifetime_days", low=1, high=36500)
+    activation: tuple[str, ...] = ("split", "pin-pad")
+    min_officers = 2
+    token = top.table("token", required=False)
+    if token is not None:
+        activation = tuple(token.str_list("allowed_activation", min_len=1,
+                                          max_len=len(ACTIVATION_MODES)))
+        for mode in activation:
+            if mode not in ACTIVATION_MODES:
+                raise token.fail("allowed_activation",
+                                 f"{mode!r} is not one of {', '.join(ACTIVATION_MODES)}")
+        min_officers = token.integer("min_officer_threshold", low=2, high=16)
+        token.done()
     top.done()
     return Policy(policy_id, version, allowed, min_t, max_t, min_g, min_approvals, witnesses,
-                  rehearsal, lifetime, sha256_hex(text.encode("utf-8")), name)
+                  rehearsal, lifetime, sha256_hex(text.encode("utf-8")), name, activation,
+                  min_officers)
 
 
 def load_policy(path: Path) -> Policy:

@@ -35,6 +35,17 @@ def check_policy(script: Script, policy: Policy, *, rehearsal: bool,
              f"than the policy's maximum of {policy.max_key_lifetime_days}",
              "CER-POLICY-LIFETIME", "shorten the key lifetime")
     _check_certificate_validity(script, policy, fail)
+    activation = script.token.activation
+    if activation.mode not in policy.allowed_activation:
+        fail(("token", "activation", "mode"),
+             f"{activation.mode} activation of the token is not allowed by policy "
+             f"{policy.policy_id!r}", "CER-ACTIVATION",
+             f"use one of: {', '.join(policy.allowed_activation)} "
+             "([token.activation] in the script)")
+    elif activation.mode == "split" and activation.threshold < policy.min_officer_threshold:
+        fail(("token", "activation", "threshold"), f"{activation.threshold} is below the "
+             f"policy's minimum of {policy.min_officer_threshold} officers", "CER-ACTIVATION",
+             "raise the threshold or name more officers")
     if script.shares.group_threshold < policy.min_group_threshold:
         fail(("shares", "group_threshold"), f"{script.shares.group_threshold} is below the "
              f"policy's minimum of {policy.min_group_threshold}", "CER-POLICY-THRESHOLD",

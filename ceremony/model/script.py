@@ -20,6 +20,11 @@ ALGORITHMS = ("ed25519", "ecdsa", "rsa")
 CURVES = ("p256", "p384")
 RSA_SIZES = (3072, 4096)
 ACTIONS = ("none", "provision_root_key", "certify_root_key")
+# How the token's user PIN is entered (docs/hsm-guide.md): "split" random PINs whose SLIP-39
+# shares crypto officers hold, the token's own "pin-pad", or a "known-pin" someone types.
+ACTIVATION_MODES = ("split", "pin-pad", "known-pin")
+# Who may hold a share of the token's PINs (witnesses and auditors only watch).
+OFFICER_ROLES = ("administrator", "custodian")
 # Steps whose action creates or exposes key material: the policy's quorum applies to them.
 # (Certifying signs with the root key, so it needs the quorum as well.)
 SENSITIVE_ACTIONS = ("provision_root_key", "certify_root_key")
@@ -89,11 +94,51 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Activation:
+    """[token.activation]: how the token is logged in to (absent: a known PIN)."""
+
+    mode: str = "known-pin"
+    officers: tuple[str, ...] = ()  # split: officer i holds member share i of each PIN
+    threshold: int = 0  # split: how many officers must present their PIN shares
+
+    def record(self, presented: tuple[str, ...] = ()) -> dict[str, Any]:
+        """What the transcript records of a login: the mode and who presented shares."""
+        if self.mode != "split":
+            return {"mode": self.mode}
+        return {"mode": "split", "officers": list(self.officers), "threshold": self.threshold,
+                "presented": sorted(presented)}
+
+    def problem(self, record: object) -> str | None:
+        """Why ``record`` (how the token was logged in) falls short of this activation."""
+        if not isinstance(record, dict) or not isinstance(record.get("mode"), str):
+            return "the token's login is not recorded"
+        if record["mode"] != self.mode:
+            return (f"the token was logged in by {record['mode']} activation, but the script "
+                    f"requires {self.mode}")
+        if self.mode != "split":
+            return None
+        presented = record.get("presented")
+        if not isinstance(presented, list) or not all(isinstance(p, str) for p in presented):
+            return "the officers who presented PIN shares are not recorded"
+        if (record.get("officers"), record.get("threshold")) != (list(self.officers),
+                                                                 self.threshold):
+            return "the recorded officers and threshold are not the script's"
+        strangers = [p for p in presented if p not in self.officers]
+        if strangers:
+            return f"{', '.join(strangers)} presented a PIN share but is not an officer"
+        if len(set(presented)) < self.threshold:
+            return (f"{len(set(presented))} officer(s) presented PIN shares; the script "
+                    f"requires {self.threshold}")
+        return None
+
+
+@dataclass(frozen=True)
 class TokenSpec:
     module: str | None
     uri: str | None
     serial: str | None = None  # when set, any other token is refused before anything is written
     model: str | None = None
+    activation: Activation = Activation()
 
 
 @dataclass(frozen=True)
@@ -151,6 +196,27 @@ def _certify_definition(script: Script) -> dict[str, Any]:
             "certificate": spec.definition()}
 
 
+def _activation(act: Fields) -> Activation:
+    mode = act.choice("mode", ACTIVATION_MODES)
+    if mode != "split":
+        for name in ("officers", "threshold"):
+            if name in act.data:
+                raise act.fail(name, f"applies only to split activation, not {mode}",
+                               hint="remove it, or set mode = \"split\"")
+        act.done()
+        return Activation(mode)
+    officers = tuple(act.str_list("officers", min_len=2, max_len=16))
+    if len(set(officers)) != len(officers):
+        raise act.fail("officers", "names an officer twice",
+                       hint="each officer holds one share of each PIN")
+    threshold = act.integer("threshold", low=2, high=16)
+    if threshold > len(officers):
+        raise act.fail("threshold", f"{threshold} is more than the {len(officers)} officers",
+                       hint="lower the threshold or name more officers")
+    act.done()
+    return Activation(mode, officers, threshold)
+
+
 def article(role: str) -> str:
     """'an auditor', 'a custodian': the role with its indefinite article, for messages."""
     return f"an {role}" if role[:1] in "aeiou" else f"a {role}"
@@ -199,8 +265,10 @@ def parse_script(text: str, name: str) -> Script:
                           what="a token serial number (1 to 16 printable characters)")
         model = tok.text("model", required=False, pattern=r"[ -~]{1,16}", max_len=16,
                          what="a token model (1 to 16 printable characters)")
+        act = tok.table("activation", required=False)
         tok.done()
-        token = TokenSpec(module, uri, serial, model)
+        token = TokenSpec(module, uri, serial, model,
+                          _activation(act) if act is not None else Activation())
 
     participants: list[Participant] = []
     seen_keys: dict[str, str] = {}
@@ -220,6 +288,14 @@ def parse_script(text: str, name: str) -> Script:
         participants.append(Participant(pid, pname, role, key))
         del i
     by_id = {p.id: p for p in participants}
+    for i, officer in enumerate(token.activation.officers):
+        if officer not in by_id:
+            raise top.source.fail(("token", "activation", "officers", i),
+                                  f"{officer!r} is not a participant of the script")
+        if by_id[officer].role not in OFFICER_ROLES:
+            raise top.source.fail(("token", "activation", "officers", i),
+                                  f"{officer!r} is {article(by_id[officer].role)}; only an "
+                                  "administrator or a custodian may hold a PIN share")
     custodians = [p.id for p in participants if p.role == "custodian"]
     witnesses = [p.id for p in participants if p.role == "witness"]
     if not any(p.role == "administrator" for p in participants):
@@ -312,7 +388,7 @@ def parse_script(text: str, name: str) -> Script:
     if len(provisions) != 1:
         raise top.fail("steps", f"must have exactly one step with action = "
                                 f"\"provision_root_key\", not {len(provisions)}")
-    _check_certify_steps(top, steps, provisions[0], certificate is not None, algorithm)
+    _check_certify_steps(top, steps, provisions[0], certificate is not None)
     top.done()
     return Script(ceremony_id, version, title, policy_path, policy_sha, token,
                   tuple(participants), root_key, shares, tuple(steps),
@@ -320,12 +396,8 @@ def parse_script(text: str, name: str) -> Script:
 
 
 def _check_certify_steps(top: Fields, steps: list[Step], provision: int,
-                         has_spec: bool, algorithm: str = "") -> None:
+                         has_spec: bool) -> None:
     """At most one certify_root_key step, after provisioning, and only with a spec."""
-    if has_spec and algorithm == "rsa":
-        raise top.source.fail(("root_key", "certificate"), "certificates for RSA root keys "
-                              "are not supported by this version yet",
-                              hint="use an ed25519 or ecdsa root key, or remove the table")
     certify = [i for i, s in enumerate(steps) if s.action == "certify_root_key"]
     if len(certify) > 1:
         raise top.source.fail(("steps", certify[1], "action"), "must be the only step with "

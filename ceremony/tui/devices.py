@@ -15,21 +15,25 @@ from ceremony.tui.app import OpenedDevices, RunSetup
 from ceremony.tui.shares import PrivateShares
 
 if TYPE_CHECKING:
+    from ceremony.adapters.pkcs11_token import Pkcs11Token
     from ceremony.rehearsal import Rehearsal
 
 
 def token_opener(module: str | None, uri: str, ceremony_id: str, sheets: Path | None,
                  pin: bytearray | None = None,
-                 before: Callable[[], tuple[str, bytearray]] | None = None,
+                 before: Callable[[], tuple[str, bytearray, dict[str, object]]] | None = None,
                  after: Callable[[], None] | None = None,
-                 script_module: str | None = None) -> Callable[[bytearray | None], OpenedDevices]:
+                 script_module: str | None = None,
+                 connect: Callable[[], Pkcs11Token] | None = None,
+                 ) -> Callable[[bytearray | None], OpenedDevices]:
     """A function that opens the PKCS#11 token and builds the engine's devices.
 
     ``module`` is the --module option (None: the script's token.module, then the default).
 
     ``pin`` is a PIN read from a file (else the UI asks for one); ``before`` may make the
-    token first (a rehearsal's throwaway SoftHSM2 token: it returns the URI and PIN) and
-    ``after`` cleans up once the token is closed.
+    token first (a rehearsal's throwaway SoftHSM2 token: it returns the URI, the PIN and
+    the login record) and ``after`` cleans up once the token is closed. ``connect``, when
+    given, logs in by itself (split activation from PIN share sheets, or a PIN pad).
     """
 
     def open_devices(typed: bytearray | None) -> OpenedDevices:
@@ -39,9 +43,14 @@ def token_opener(module: str | None, uri: str, ceremony_id: str, sheets: Path | 
         from ceremony.adapters.system import OsRandomness, SystemClock
         from ceremony.engine.core import Devices
 
-        token_uri, token_pin = (before() if before else (uri, pin or typed or bytearray()))
         try:
-            token = Pkcs11Token(module_path(module, script_module), token_uri, token_pin)
+            if connect is not None:
+                token = connect()
+            else:
+                token_uri, token_pin, login = (before() if before else
+                                               (uri, pin or typed or bytearray(), None))
+                token = Pkcs11Token(module_path(module, script_module), token_uri, token_pin,
+                                    login=login)
         except BaseException:
             if after:
                 after()
@@ -67,15 +76,16 @@ def rehearsal_setup(out: Path) -> tuple[RunSetup, Rehearsal, contextlib.ExitStac
     """
     from ceremony.adapters.softhsm import SOFTHSM_MODULE
     from ceremony.model.policy import parse_policy
-    from ceremony.rehearsal import prepare_rehearsal, throwaway_token
+    from ceremony.rehearsal import prepare_rehearsal, rehearsal_login, throwaway_token
 
     prepared = prepare_rehearsal(out)
     cast = prepared.cast
     stack = contextlib.ExitStack()
 
-    def make_token() -> tuple[str, bytearray]:
+    def make_token() -> tuple[str, bytearray, dict[str, object]]:
         throwaway = stack.enter_context(throwaway_token(say=lambda _: None))
-        return throwaway.uri, throwaway.pin
+        pin, login = rehearsal_login(throwaway, cast.script, prepared.secret)
+        return throwaway.uri, pin, login
 
     opener = token_opener(SOFTHSM_MODULE, "", cast.script.ceremony_id, prepared.shares,
                           before=make_token, after=stack.close)

@@ -2,8 +2,10 @@
 
 Independent of the engine's code that built them: the files are loaded with ``cryptography``,
 their signatures are checked over the signed bytes with the verifier's own signature check
-(``statements.verify_signature``, the same one that checks the seal), and every field is
-compared with the script and with what the transcript recorded.
+(:func:`signature_verifies`: for Ed25519 and ECDSA ``statements.verify_signature``, the same
+one that checks the seal; for RSA sha256WithRSAEncryption, RSASSA-PKCS1-v1_5 with SHA-256,
+checked here with ``cryptography``), and every field is compared with the script and with
+what the transcript recorded.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from ceremony.canonical import sha256_hex
 from ceremony.model import statements as st
@@ -108,6 +111,24 @@ def _key_matches(found: Any, root: tuple[str, bytes]) -> bool:
     return bool(found.public_bytes(*spki) == st.public_key_object(*root).public_bytes(*spki))
 
 
+def signature_verifies(root: tuple[str, bytes], signature: bytes, signed: bytes) -> bool:
+    """True when ``signature`` over ``signed`` verifies under the root key with the signature
+    algorithm its kind's certificates use (model/certificate.py SIGNATURE_OIDS)."""
+    kind, raw = root
+    if kind not in st.RSA_BITS:
+        return st.verify_signature(kind, raw, signature, signed)
+    # sha256WithRSAEncryption: RSASSA-PKCS1-v1_5 with SHA-256 (RFC 8017, 8.2), the signature
+    # exactly the modulus length. Not the seal's PSS: a PSS signature here does not verify.
+    try:
+        key = st.public_key_object(kind, raw)
+        if not isinstance(key, rsa.RSAPublicKey) or len(signature) != st.RSA_BITS[kind] // 8:
+            return False
+        key.verify(signature, signed, padding.PKCS1v15(), hashes.SHA256())
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
 def _check_certificate(bundle: Path, script: Script, policy: Policy, spec: CertificateSpec,
                        made: _Made, root: tuple[str, bytes]) -> None:
     data, p = _file(bundle, made, "certificate")
@@ -126,7 +147,7 @@ def _check_certificate(bundle: Path, script: Script, policy: Policy, spec: Certi
             cert.public_key(), root):
         raise fail("is not for the root key the transcript records")
     if cert.signature_algorithm_oid.dotted_string != SIGNATURE_OIDS[root[0]] or \
-            not st.verify_signature(root[0], root[1], cert.signature, cert.tbs_certificate_bytes):
+            not signature_verifies(root, cert.signature, cert.tbs_certificate_bytes):
         raise fail("its signature does not verify under the root key")
     try:
         cert.verify_directly_issued_by(cert)
@@ -192,8 +213,7 @@ def _check_csr(bundle: Path, spec: CertificateSpec, made: _Made,
             request.public_key(), root):
         raise fail("is not for the root key the transcript records")
     if request.signature_algorithm_oid.dotted_string != SIGNATURE_OIDS[root[0]] or \
-            not st.verify_signature(root[0], root[1], request.signature,
-                                    request.tbs_certrequest_bytes) or \
+            not signature_verifies(root, request.signature, request.tbs_certrequest_bytes) or \
             not request.is_signature_valid:
         raise fail("its signature does not verify under the root key")
     if not _same_subject(request.subject, spec) or p["subject"] != spec.subject_text:

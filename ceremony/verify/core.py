@@ -13,7 +13,8 @@ The steps, in order (docs/transcript-format.md specifies each rule):
 4. time       every timestamp is UTC with microseconds and never goes backwards
 5. start      the first entry starts the ceremony and pins the script and policy digests
 6. signatures approvals, acknowledgements, checkpoints and the seal verify
-7. quorum     each completed step had its approvals, witnesses and confirmation, in order
+7. quorum     the token was logged in to as the script requires (split-knowledge officers);
+               each completed step had its approvals, witnesses and confirmation, in order
 8. policy     the script complies with its policy (for a rehearsal, as recorded)
 9. seal       the last entry is the seal, covering everything before it, with a valid outcome
 10. checksums SHA256SUMS lists every file with its digest and is signed by the transcript key
@@ -427,6 +428,13 @@ def _quorum(ctx: dict[str, Any], report: Report) -> None:
     aborted = False
     for line in ctx["lines"]:
         e, p = line.entry, line.entry.payload
+        if e.event == "ceremony.started":
+            token = p["token"]
+            problem = script.token.activation.problem(
+                token.get("activation") if isinstance(token, dict) else None)
+            if problem:
+                raise _Fail(f"the token was not activated as the script requires: {problem}",
+                            line, requirement="CER-ACTIVATION")
         if e.event in ("ceremony.started", "ceremony.resumed", "checkpoint", "note", "seal"):
             continue
         if e.event == "ceremony.aborted":

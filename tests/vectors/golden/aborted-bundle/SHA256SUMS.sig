@@ -1,1 +1,1 @@
-tAYTc/AVllIzLYs7PfbHc55lluedQLSKvUxuDkscjyyIjGf8OHC+rlHeL6CyiStPTgmYBpexBVi0HZxWAyaCCQ==
+PcnxBoqynsVCZnsU2wBSqt8GN7SlVxZ4zVUjhhHJUNN9TXA4nyehCQ/DO6vWPXcvGNqIozIB+aqjY4iz89ZcAA==

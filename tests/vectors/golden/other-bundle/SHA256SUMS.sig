@@ -1,1 +1,1 @@
-TYycPOJCOrTd72BO0L/1jvm0lqSjkfkbbuaqR0H87V3LgmaYMBFxX8oSB+uTI9pgdlHQPXV0f3SqEZS2bM90Cg==
+YxD4phBnlsmKpQkLsQ/8tGXpaV5/OqBfGx9uyucond5xbryywSCacFlPGoDnz6oKrYJeQsEnno8md8HHVsP0CQ==
