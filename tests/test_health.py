@@ -1,4 +1,4 @@
-"""SP 800-90B 4.4 health tests (ceremony.engine.health): cutoffs against the standard and
+"""SP 800-90B 4.4 health tests (ceremony.health): cutoffs against the standard and
 independent figures, failures at the right index, good sources passing, and records that
 never carry a sample value.
 
@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as hs
 
 from ceremony.canonical import canonical_bytes
-from ceremony.engine.health import (
+from ceremony.health import (
     BINARY_WINDOW,
     DEFAULT_ALPHA,
     NON_BINARY_WINDOW,

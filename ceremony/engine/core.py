@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ceremony import __version__
+from ceremony import __version__, health
 from ceremony.canonical import canonical_bytes, digest, sha256_hex
 from ceremony.engine import certify
 from ceremony.engine import rsa as rsa_keys
@@ -90,6 +90,10 @@ class Devices:
     token: Token
     splitter: ShareSplitter
     secrets: SecretOutput
+
+
+# Bytes drawn from each entropy source: one adaptive-proportion window (docs/entropy.md).
+ENTROPY_BYTES = 512
 
 
 def transcript_key_label(ceremony_id: str) -> str:
@@ -480,20 +484,44 @@ class Engine:
                              f"({type(exc).__name__})", hint="check the token, then retry "
                              "or abort") from exc
 
+    def _collect_seed(self, step: Step) -> bytearray:
+        """The seed, mixed from sources that each passed the SP 800-90B health tests.
+
+        Every source gives one full adaptive-proportion window of bytes; a source that fails
+        stops the step before anything is mixed (docs/entropy.md). The transcript records
+        the sources, their sample counts, cutoffs and results, never a value.
+        """
+        drawn = [("os", bytearray(self.devices.os_random.random_bytes(ENTROPY_BYTES)),
+                  health.os_spec()),
+                 ("token", bytearray(self.devices.token.random_bytes(ENTROPY_BYTES)),
+                  health.token_spec())]
+        try:
+            results = [health.check(health.byte_samples(data), spec) for _, data, spec in drawn]
+            for result in results:
+                if not result.passed:
+                    raise CheckFailed(f"{result.message()}; no seed was made",
+                                      hint="check the source (a failing token generator "
+                                           "needs the vendor), then retry the step or abort",
+                                      requirement="CER-ENTROPY-HEALTH")
+            seed = mix_seed([(name, data) for name, data, _ in drawn])
+            sources = [{"source": name, "bytes": len(data), "health": result.as_record()}
+                       for (name, data, _), result in zip(drawn, results, strict=True)]
+        finally:
+            for _, data, _ in drawn:
+                wipe(data)
+        self._write(ENGINE_ACTOR, step.id, "entropy.collected", {
+            "sources": sources, "combiner": "sha256-length-prefixed (docs/kdf.md)",
+            "seed_bytes": len(seed)})
+        return seed
+
     def _provision_root_key(self, step: Step) -> None:
         if self.script.root_key.algorithm == "rsa":
             self._provision_rsa_root_key(step)
             return
         token, script, rk = self.devices.token, self.script, self.script.root_key
-        sources = [("os", self.devices.os_random.random_bytes(32)),
-                   ("token", token.random_bytes(32))]
-        seed = mix_seed(sources)
+        seed = self._collect_seed(step)
         private = bytearray()
         try:
-            self._write(ENGINE_ACTOR, step.id, "entropy.collected", {
-                "sources": [{"source": name, "bytes": len(data)} for name, data in sources],
-                "combiner": "sha256-length-prefixed (docs/kdf.md)", "seed_bytes": len(seed)})
-            del sources
             private = derive_root_private(seed, rk)
             expected_raw = public_from_private(rk.kind, private)
             public = token.import_key(rk.kind, rk.label, rk.key_id, private)
@@ -588,14 +616,8 @@ class Engine:
     def _provision_rsa_root_key(self, step: Step) -> None:
         """An RSA root key: generated in the token, tested, exported once wrapped (rsa.py)."""
         token, script, rk = self.devices.token, self.script, self.script.root_key
-        sources = [("os", self.devices.os_random.random_bytes(32)),
-                   ("token", token.random_bytes(32))]
-        seed = mix_seed(sources)
+        seed = self._collect_seed(step)
         try:
-            self._write(ENGINE_ACTOR, step.id, "entropy.collected", {
-                "sources": [{"source": name, "bytes": len(data)} for name, data in sources],
-                "combiner": "sha256-length-prefixed (docs/kdf.md)", "seed_bytes": len(seed)})
-            del sources
             public = token.generate_rsa(rk.kind, rk.label, rk.key_id)
             challenge = canonical_bytes({"type": "ceremony.pairwise.v1",
                                          "ceremony": script.ceremony_id,

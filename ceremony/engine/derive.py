@@ -18,7 +18,7 @@ def wipe(buffer: bytearray) -> None:
         buffer[i] = 0
 
 
-def mix_seed(parts: list[tuple[str, bytes]]) -> bytearray:
+def mix_seed(parts: list[tuple[str, bytes | bytearray]]) -> bytearray:
     """SHA-256 over the domain tag and each source's name and bytes, length-prefixed.
 
     The seed is as unpredictable as the best source: an attacker who knows or controls

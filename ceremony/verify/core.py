@@ -35,6 +35,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from ceremony import health
 from ceremony.canonical import sha256_hex
 from ceremony.errors import BundleFormatError, CeremonyError
 from ceremony.model import statements as st
@@ -479,6 +480,8 @@ def _quorum(ctx: dict[str, Any], report: Report) -> None:
                          "certificate.created", "csr.created", "action.completed"):
             if not attempt.action_open:
                 raise _Fail(f"{e.event} outside an action", line)
+            if e.event == "entropy.collected":
+                _check_entropy(p, line)
             if e.event == "action.completed":
                 attempt.action_open, attempt.action_done = False, True
         elif e.event == "action.rolled_back":
@@ -491,6 +494,35 @@ def _quorum(ctx: dict[str, Any], report: Report) -> None:
             attempt = None
     ctx["completed_steps"] = index
     ctx["aborted"] = aborted
+
+
+_HEALTH_SPECS = {"os": health.os_spec, "token": health.token_spec}  # made when used
+
+
+def _check_entropy(payload: dict[str, Any], line: Line) -> None:
+    """Each seed source passed both SP 800-90B health tests with the documented cutoffs."""
+    sources = payload["sources"]
+    if not isinstance(sources, list) or not sources:
+        raise _Fail("entropy.collected names no sources", line, requirement="CER-ENTROPY-HEALTH")
+    for source in sources:
+        name = source.get("source") if isinstance(source, dict) else None
+        make = _HEALTH_SPECS.get(name) if isinstance(name, str) else None
+        record = source.get("health") if isinstance(source, dict) else None
+        if make is None or not isinstance(record, dict):
+            raise _Fail(f"entropy source {name!r} has no health-test record", line,
+                        requirement="CER-ENTROPY-HEALTH")
+        rct, apt = record.get("repetition_count"), record.get("adaptive_proportion")
+        if not (isinstance(rct, dict) and isinstance(apt, dict)):
+            raise _Fail(f"entropy source {name!r} has an incomplete health-test record", line,
+                        requirement="CER-ENTROPY-HEALTH")
+        spec = make()
+        expected = (source.get("bytes"), spec.rct_cutoff, spec.apt_window, spec.apt_cutoff,
+                    True, True, True)
+        found = (record.get("samples"), rct.get("cutoff"), apt.get("window"),
+                 apt.get("cutoff"), rct.get("passed"), apt.get("passed"), record.get("passed"))
+        if found != expected:
+            raise _Fail(f"entropy source {name!r} did not pass the SP 800-90B health tests "
+                        "with the documented cutoffs", line, requirement="CER-ENTROPY-HEALTH")
 
 
 def _require_authorized(step: Step, attempt: _Attempt, line: Line) -> None:

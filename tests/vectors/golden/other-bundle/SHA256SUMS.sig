@@ -1,1 +1,1 @@
-YxD4phBnlsmKpQkLsQ/8tGXpaV5/OqBfGx9uyucond5xbryywSCacFlPGoDnz6oKrYJeQsEnno8md8HHVsP0CQ==
+0QY57uzeTisobz2wBq6dXFbxlhuJE+YcaKJUaqfWvuyMMWd2RemAkejRtovOvygkmavmHNGtZ7mbFzF5yjeEBw==

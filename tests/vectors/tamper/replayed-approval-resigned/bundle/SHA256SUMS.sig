@@ -1,1 +1,1 @@
-1FHhrMOir3ClnLo95+lbRZWabxKNkpkLTmexP9/c2JnRIqMFvGGtIirFO2yS6pMIfGNYUmqMYq+0w+mKemVJAg==
+VM4yFdxshdq3QYnu/GDqzkDjYk5sfjXboU3sffr2qjttOtuRoXKjDQxTvEKVv0cq+ONppv4/TegkXfwclylrAA==
