@@ -36,6 +36,7 @@ import contextlib
 import cProfile
 import hashlib
 import io
+import itertools
 import json
 import os
 import pstats
@@ -471,6 +472,48 @@ def bench_sign(count: int, repeat: int, workdir: Path) -> None:
         token.close()
 
 
+# ---------------------------------------------------------------- 6. shares
+
+def bench_shares(repeat: int) -> None:
+    """Proving every minimal quorum: at the encrypted-master-secret level vs full combines."""
+    import math
+
+    import shamir_mnemonic
+
+    from ceremony.adapters.slip39 import Slip39Splitter
+
+    secret = bytearray(os.urandom(32))
+    for threshold, members, exponent in ((2, 3, 1), (5, 10, 1), (8, 16, 1)):
+        count = math.comb(members, threshold)
+        say(f"\n== shares: prove all {count:,} quorums of {threshold} of {members} "
+            f"(iteration exponent {exponent})")
+        splitter = Slip39Splitter(iteration_exponent=exponent)
+        _, groups = splitter.split(secret, 1, [(threshold, members)])
+
+        sample = list(itertools.islice(itertools.combinations(groups[0], threshold), 20))
+
+        def ems_level(splitter: Slip39Splitter = splitter, groups: list[list[str]] = groups,
+                      threshold: int = threshold, count: int = count) -> None:
+            assert splitter.prove_all(groups, 1, [threshold], secret) == count
+
+        def full_combine(sample: list[tuple[str, ...]] = sample) -> None:
+            # The baseline: decrypt (PBKDF2) every quorum, as combine_mnemonics does.
+            for quorum in sample:
+                assert shamir_mnemonic.combine_mnemonics(list(quorum)) == bytes(secret)
+
+        best = interleaved(repeat if count < 1000 else 1,
+                           {"ems": ems_level, "full": full_combine})
+        ems_per = best["ems"][0] / count
+        full_per = best["full"][0] / len(sample)
+        say(f"encrypted master secret, all quorums   {best['ems'][0]:8.3f} s "
+            f"({ems_per * 1e3:.2f} ms per quorum)")
+        say(f"full combine (PBKDF2), {len(sample)} quorums       {best['full'][0]:8.3f} s "
+            f"({full_per * 1e3:.2f} ms per quorum; all would take {full_per * count:.1f} s)")
+        TABLE.append((f"share proof {threshold}-of-{members} ({count:,} quorums)",
+                      f"{best['ems'][0]:.2f} s", f"{full_per / ems_per:.0f}x faster",
+                      "(no target)"))
+
+
 # ---------------------------------------------------------------- main
 
 def main(argv: list[str] | None = None) -> int:
@@ -480,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
                         "10,000 with --quick)")
     parser.add_argument("--repeat", type=int, help="best of how many (default 5; 3 quick)")
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile run")
-    parser.add_argument("--only", choices=("verify", "help", "rehearse", "tui", "sign"),
+    parser.add_argument("--only", choices=("verify", "help", "rehearse", "tui", "sign", "shares"),
                         action="append",
                         help="run only this part (repeatable)")
     parser.add_argument("--signatures", type=int, help="signatures per run of the sign "
@@ -490,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     entries = args.entries or (10_000 if args.quick else 100_000)
     repeat = args.repeat or (3 if args.quick else 5)
-    parts = args.only or ["verify", "help", "rehearse", "tui", "sign"]
+    parts = args.only or ["verify", "help", "rehearse", "tui", "sign", "shares"]
     parent = args.workdir or (Path("/dev/shm") if Path("/dev/shm").is_dir() else None)
     workdir = Path(tempfile.mkdtemp(prefix="ceremony-bench-", dir=parent))
     say(f"ceremony benchmarks: Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
@@ -507,6 +550,8 @@ def main(argv: list[str] | None = None) -> int:
         if "sign" in parts:
             bench_sign(args.signatures or (500 if args.quick else 2000), repeat,
                        workdir / "sign")
+        if "shares" in parts:
+            bench_shares(repeat)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     say("\n== summary")

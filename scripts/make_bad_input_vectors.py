@@ -441,8 +441,9 @@ VECTORS: list[Vector] = [
       "CER-POLICY-THRESHOLD", "2 is outside the policy's range 3 to 16", ("threshold = 2", 2),
       unpin=True, extra={"policy.toml": [("min_member_threshold = 2",
                                           "min_member_threshold = 3")]}),
-    V("known-pin-not-allowed", "script.toml", [('mode = "split"\nofficers = ["alice", "bob", '
-                                               '"carol"]\nthreshold = 2\n', 'mode = "known-pin"\n')],
+    V("known-pin-not-allowed", "script.toml",
+      [('mode = "split"\nofficers = ["alice", "bob", "carol"]\nthreshold = 2\n',
+        'mode = "known-pin"\n')],
       "token.activation.mode", "CER-ACTIVATION", "known-pin activation of the token is not "
       "allowed by policy", 'mode = "known-pin"'),
     V("officer-threshold", "script.toml", [], "token.activation.threshold", "CER-ACTIVATION",

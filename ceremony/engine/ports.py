@@ -126,8 +126,14 @@ class Token(Protocol):
 
 class ShareSplitter(Protocol):
     def split(self, secret: bytearray, group_threshold: int,
-              groups: list[tuple[int, int]]) -> tuple[int, list[list[str]]]:
+              groups: list[tuple[int, int]], *, iteration_exponent: int = 1,
+              extendable: bool = True) -> tuple[int, list[list[str]]]:
         """Split ``secret`` into SLIP-39 mnemonics; return (identifier, groups of shares)."""
+        ...
+
+    def prove_all(self, groups: list[list[str]], group_threshold: int,
+                  thresholds: list[int], secret: bytearray) -> int:
+        """Rebuild from every minimal quorum; the number of quorums, or CheckFailed."""
         ...
 
     def combine(self, mnemonics: list[str]) -> bytearray:

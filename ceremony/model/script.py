@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,9 @@ ROLES = ("administrator", "custodian", "witness", "auditor")
 ALGORITHMS = ("ed25519", "ecdsa", "rsa")
 CURVES = ("p256", "p384")
 RSA_SIZES = (3072, 4096)
+# The ceremony rebuilds the seed from every minimal quorum of shares (CER-SHARES-PROOF); a
+# scheme with more quorums than this is refused (about ten seconds of proof here).
+MAX_PROOF_QUORUMS = 20000
 ACTIONS = ("none", "provision_root_key", "certify_root_key")
 # How the token's user PIN is entered (docs/hsm-guide.md): "split" random PINs whose SLIP-39
 # shares crypto officers hold, the token's own "pin-pad", or a "known-pin" someone types.
@@ -75,6 +80,18 @@ class ShareGroup:
 class ShareScheme:
     group_threshold: int
     groups: tuple[ShareGroup, ...]
+    # SLIP-39's PBKDF2 work factor: 10000 * 2^e iterations (0 to 15), and whether the share
+    # set may later be extended with more shares of the same secret (recorded either way).
+    iteration_exponent: int = 1
+    extendable: bool = True
+
+    @property
+    def quorums(self) -> int:
+        """How many minimal quorums there are: each choice of groups, each threshold of members."""
+        return sum(math.prod(math.comb(len(self.groups[g].members), self.groups[g].threshold)
+                             for g in chosen)
+                   for chosen in itertools.combinations(range(len(self.groups)),
+                                                        self.group_threshold))
 
 
 @dataclass(frozen=True)
@@ -352,8 +369,15 @@ def parse_script(text: str, name: str) -> Script:
     group_threshold = sh.integer("group_threshold", low=1, high=16)
     if group_threshold > len(groups):
         raise sh.fail("group_threshold", f"{group_threshold} is more than the {len(groups)} groups")
+    exponent = sh.integer("iteration_exponent", low=0, high=15, required=False)
+    extendable = sh.flag("extendable", default=True)
     sh.done()
-    shares = ShareScheme(group_threshold, tuple(groups))
+    shares = ShareScheme(group_threshold, tuple(groups),
+                         1 if exponent is None else exponent, extendable)
+    if shares.quorums > MAX_PROOF_QUORUMS:
+        raise sh.fail("groups", f"this scheme has {shares.quorums} minimal quorums; the "
+                      f"ceremony proves every one, and at most {MAX_PROOF_QUORUMS} can be proven",
+                      hint="use smaller groups or lower thresholds")
 
     steps: list[Step] = []
     for s in top.tables("steps", min_len=1, max_len=200):

@@ -79,7 +79,8 @@ PAYLOAD_FIELDS: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in {
     "root_key.created": ("kind", "label", "id", "public_key", "fingerprint", "pairwise_check",
                          "attributes", "derivation", "wrapped"),
     "shares.created": ("scheme", "identifier", "group_threshold", "groups", "holders",
-                       "seed_fingerprint", "reconstruction_check"),
+                       "seed_fingerprint", "reconstruction_check", "iteration_exponent",
+                       "extendable", "passphrase"),
     "certificate.created": ("file", "serial", "subject", "not_before", "not_after",
                             "validity_days", "public_key", "signature_algorithm",
                             "fingerprint", "check"),
@@ -482,6 +483,8 @@ def _quorum(ctx: dict[str, Any], report: Report) -> None:
                 raise _Fail(f"{e.event} outside an action", line)
             if e.event == "entropy.collected":
                 _check_entropy(p, line)
+            if e.event == "shares.created":
+                _check_share_proof(script, p, line)
             if e.event == "action.completed":
                 attempt.action_open, attempt.action_done = False, True
         elif e.event == "action.rolled_back":
@@ -494,6 +497,21 @@ def _quorum(ctx: dict[str, Any], report: Report) -> None:
             attempt = None
     ctx["completed_steps"] = index
     ctx["aborted"] = aborted
+
+
+def _check_share_proof(script: Script, payload: dict[str, Any], line: Line) -> None:
+    """The share set is the script's and every minimal quorum was proven to rebuild it."""
+    scheme = script.shares
+    expected = scheme.quorums
+    check = payload["reconstruction_check"]
+    if (payload["iteration_exponent"], payload["extendable"]) != (scheme.iteration_exponent,
+                                                                  scheme.extendable):
+        raise _Fail("the shares were made with other SLIP-39 parameters than the script's",
+                    line, requirement="CER-SHARES-PROOF")
+    if not isinstance(check, dict) or check.get("result") != "passed" or \
+            check.get("quorums") != expected:
+        raise _Fail(f"the share set was not proven: all {expected} minimal quorums must "
+                    "rebuild the seed", line, requirement="CER-SHARES-PROOF")
 
 
 _HEALTH_SPECS = {"os": health.os_spec, "token": health.token_spec}  # made when used

@@ -1,1 +1,1 @@
-0QY57uzeTisobz2wBq6dXFbxlhuJE+YcaKJUaqfWvuyMMWd2RemAkejRtovOvygkmavmHNGtZ7mbFzF5yjeEBw==
+AonBFZuFPYU1ne4hZFxHflHjN5F4sPGNkRjY+KP4t+JG239nq+a8+OO0yKoR7dc3fijJDVXC5nTxEw6LstrIDQ==

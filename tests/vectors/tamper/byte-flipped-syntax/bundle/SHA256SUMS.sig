@@ -1,1 +1,1 @@
-dT6JvQN4Xhf9Je7qHA2x6+ja9W3UhiHqd9NOg2e8IZnjYrxih555vWAL7bhfGWNyyl0Le7bOZgosRauqiAaPAQ==
+PjZN1fvzvLc4wRpYE36xh5fDBnzF+IbYDk94avyej6eZXbALyxEt03okC3VLZTx14+TpUZ5+QzgJ7TjdG/ccBg==

@@ -1,1 +1,1 @@
-VM4yFdxshdq3QYnu/GDqzkDjYk5sfjXboU3sffr2qjttOtuRoXKjDQxTvEKVv0cq+ONppv4/TegkXfwclylrAA==
+XHJ3Ux7PM3kM07k/TP5nxPAx2ppUIVY/pMJn7pzeJjp1CA4kY7/hx46MUP0nikY9PQqeZvGeBAIutYkPlrHgDQ==
