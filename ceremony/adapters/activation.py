@@ -73,6 +73,32 @@ def _check_words(officer: str, mnemonic: str, where: str) -> None:
                          hint="type every word of the PIN share, in order")
 
 
+def check_share(activation: Activation, officer: str, mnemonic: str,
+                where: str = "PIN shares") -> None:
+    """Refuse a PIN share that ``combine_pin`` would refuse, before any other is presented.
+
+    The officer must be one of the script's, the share 20 SLIP-39 words with a valid
+    checksum, and the share of that officer (member index). No message names a word.
+    """
+    if officer not in activation.officers:
+        raise QuorumError(f"{where}: {officer!r} is not a crypto officer of this script",
+                          hint=f"the officers are {', '.join(activation.officers)}",
+                          requirement="CER-ACTIVATION")
+    _check_words(officer, mnemonic, where)
+    try:
+        share = shamir_mnemonic.Share.from_mnemonic(mnemonic)
+    except shamir_mnemonic.MnemonicError:
+        raise InputError(f"{where}: {officer}'s PIN share fails its checksum",
+                         hint="a word is mistyped or out of order; check it against "
+                              "the sheet") from None
+    if share.index != activation.officers.index(officer):
+        holder = (activation.officers[share.index]
+                  if share.index < len(activation.officers) else "no officer")
+        raise QuorumError(f"{where}: the PIN share presented by {officer} is the share of "
+                          f"{holder}", hint="each officer presents their own share",
+                          requirement="CER-ACTIVATION")
+
+
 def combine_pin(activation: Activation, presented: Mapping[str, str],
                 where: str = "PIN shares") -> tuple[bytearray, dict[str, Any]]:
     """The user PIN rebuilt from the officers' shares, and the login record to keep.
@@ -85,39 +111,35 @@ def combine_pin(activation: Activation, presented: Mapping[str, str],
         raise UsageError("the script's token is not activated by split knowledge",
                          hint="PIN shares apply only when token.activation.mode is split")
     for officer, mnemonic in presented.items():
-        if officer not in activation.officers:
-            raise QuorumError(f"{where}: {officer!r} is not a crypto officer of this script",
-                              hint=f"the officers are {', '.join(activation.officers)}",
-                              requirement="CER-ACTIVATION")
-        _check_words(officer, mnemonic, where)
-        try:
-            share = shamir_mnemonic.Share.from_mnemonic(mnemonic)
-        except shamir_mnemonic.MnemonicError:
-            raise InputError(f"{where}: {officer}'s PIN share fails its checksum",
-                             hint="a word is mistyped or out of order; check it against "
-                                  "the sheet") from None
-        if share.index != activation.officers.index(officer):
-            holder = (activation.officers[share.index]
-                      if share.index < len(activation.officers) else "no officer")
-            raise QuorumError(f"{where}: the PIN share presented by {officer} is the share of "
-                              f"{holder}", hint="each officer presents their own share",
-                              requirement="CER-ACTIVATION")
+        check_share(activation, officer, mnemonic, where)
     if len(presented) < activation.threshold:
         raise QuorumError(f"{activation.threshold} of the crypto officers "
                           f"({', '.join(activation.officers)}) must present their PIN shares; "
                           f"{len(presented)} did", hint="call another officer with their PIN "
                           "share sheet", requirement="CER-ACTIVATION")
+    # SLIP-39 combines exactly the threshold of shares: the first M (in the script's order)
+    # give the secret, and every share beyond them must give it too with M-1 of them.
+    shares = [presented[o] for o in activation.officers if o in presented]
+    m = activation.threshold
+    subsets = [shares[:m]] + [[*shares[:m - 1], extra] for extra in shares[m:]]
+    found: list[bytearray] = []
     try:
-        secret = bytearray(shamir_mnemonic.combine_mnemonics(list(presented.values()), b""))
+        for subset in subsets:
+            found.append(bytearray(shamir_mnemonic.combine_mnemonics(subset, b"")))
+        if any(other != found[0] for other in found[1:]):
+            raise shamir_mnemonic.MnemonicError("the shares give different secrets")
     except shamir_mnemonic.MnemonicError:
+        for secret in found:
+            wipe(secret)
         raise QuorumError(f"{where}: the PIN shares do not fit together: they are from "
                           "different activations of the token (or one is the SO PIN share)",
                           hint="present the user-PIN shares of the token's latest activation",
                           requirement="CER-ACTIVATION") from None
     try:
-        return pin_from_secret(secret), activation.record(tuple(presented))
+        return pin_from_secret(found[0]), activation.record(tuple(presented))
     finally:
-        wipe(secret)
+        for secret in found:
+            wipe(secret)
 
 
 # ------------------------------------------------------------------ share sheets
@@ -148,7 +170,7 @@ def read_sheet(path: Path, which: str = "user") -> tuple[str, str]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
-        raise InputError(f"cannot read the PIN share sheet {path} ({reason})",
+        raise InputError(f"cannot read the PIN share sheet ({reason})",
                          file=str(path)) from None
     fields: dict[str, str] = {}
     for line in text.splitlines():
@@ -157,7 +179,7 @@ def read_sheet(path: Path, which: str = "user") -> tuple[str, str]:
             fields[key] = value.strip()
     for key in ("officer", f"{which}-pin-share"):
         if not fields.get(key):
-            raise InputError(f"{path}: it is not a PIN share sheet (no {key!r} line)",
+            raise InputError(f"it is not a PIN share sheet (no {key!r} line)",
                              file=str(path), field=key,
                              hint="pass the sheet `ceremony hsm activate` wrote for the officer")
     return fields["officer"], fields[f"{which}-pin-share"]

@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "a known-PIN token (default: asked on the terminal)")
     p.add_argument("--pin-share", type=Path, action="append", default=[],
                    help="a crypto officer's PIN share sheet, for a split-knowledge token "
-                   "(repeat for each officer present)")
+                   "(repeat for each officer present; in the UI, without it, the officers "
+                   "type their PIN shares on the start screen)")
 
     p = sub.add_parser("verify", help="the auditor's check of a bundle")
     p.add_argument("bundle", type=Path)
@@ -125,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--share-file", type=Path, help="file holding the share's words "
                    "(default: typed on the terminal, not shown)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+
     return parser
 
 
@@ -406,7 +408,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run_tui(args: argparse.Namespace) -> int:
     """`ceremony run SCRIPT` without --headless: the ceremony in the Textual UI."""
-    from ceremony.tui.app import RunSetup
+    from ceremony.tui.app import RunSetup, TypedPinShares
     from ceremony.tui.devices import token_opener
 
     script, policy, script_bytes, policy_bytes = _load(args.script, args.policy)
@@ -431,8 +433,18 @@ def _run_tui(args: argparse.Namespace) -> int:
         raise UsageError("--secret-out must not be inside the bundle",
                          requirement="CER-NO-SECRET")
     activation = script.token.activation
-    pin = connect = None
-    if activation.mode == "known-pin" and not args.pin_share:
+    pin = connect = typed = None
+    if activation.mode == "split" and not args.pin_share:
+        # The officers type their PIN shares on the start screen (nobody brings a file).
+        if args.pin_file is not None:
+            raise UsageError("the script's token is activated by split knowledge: no one "
+                             "knows its PIN, so --pin-file does not apply",
+                             hint=f"{activation.threshold} of the officers "
+                                  f"({', '.join(activation.officers)}) type their PIN "
+                                  "shares in the UI (or pass --pin-share SHEET)",
+                             requirement="CER-ACTIVATION")
+        typed = TypedPinShares(activation)
+    elif activation.mode == "known-pin" and not args.pin_share:
         pin = _read_pin(args.pin_file) if args.pin_file else None
     else:
         from ceremony.adapters.pkcs11_token import module_path
@@ -443,10 +455,12 @@ def _run_tui(args: argparse.Namespace) -> int:
                               pin_file=args.pin_file, pin_shares=args.pin_share)
 
     opener = token_opener(args.module, uri, script.ceremony_id, args.secret_out, pin,
-                          script_module=script.token.module, connect=connect)
+                          script_module=script.token.module, connect=connect,
+                          typed_shares=typed)
     setup = RunSetup(script, policy, script_bytes, policy_bytes, args.out, args.rehearsal,
                      opener, signers,  # type: ignore[arg-type]
-                     needs_pin=pin is None and connect is None, device_name=uri)
+                     needs_pin=pin is None and connect is None and typed is None,
+                     typed_shares=typed, device_name=uri)
     return _run_app(setup)
 
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ceremony.engine.prompts import Answer, Prompt
     from ceremony.headless import Signer
     from ceremony.model.policy import Policy
-    from ceremony.model.script import Script
+    from ceremony.model.script import Activation, Script
     from ceremony.transcript import Entry
 
 T = TypeVar("T")
@@ -44,6 +44,72 @@ class OpenedDevices:
     close: Callable[[], None] = lambda: None
 
 
+class TypedPinShares:
+    """The user-PIN shares the crypto officers type on the start screen (split activation).
+
+    Each share is checked the moment it is typed, with the checks ``combine_pin`` makes
+    (SLIP-39 words, checksum, the share of the officer presenting it), so a mistyped share
+    never reaches the token. A share is kept only as a bytearray, only until the token is
+    opened: ``combine`` (run by the opener in the worker) rebuilds the PIN and wipes every
+    share, and ``wipe`` drops them on any failure. No message names a word.
+    """
+
+    WHERE = "PIN share"  # the prefix combine_pin's messages carry, dropped on screen
+
+    def __init__(self, activation: Activation) -> None:
+        self.activation = activation
+        self._shares: dict[str, bytearray] = {}
+
+    @property
+    def presented(self) -> tuple[str, ...]:
+        """The officers whose share was accepted, in the order they presented."""
+        return tuple(self._shares)
+
+    def waiting(self) -> tuple[str, ...]:
+        return tuple(o for o in self.activation.officers if o not in self._shares)
+
+    def missing(self) -> int:
+        """How many more officers must present their share before the token can open."""
+        return max(0, self.activation.threshold - len(self._shares))
+
+    def complete(self) -> bool:
+        return self.missing() == 0
+
+    def present(self, officer: str, typed: str) -> None:
+        """Check ``typed`` as ``officer``'s user-PIN share and keep it; CeremonyError if not.
+
+        Loads the share library now (the moment of checking), never at UI start.
+        """
+        from ceremony.adapters.activation import check_share
+        from ceremony.errors import QuorumError
+
+        if officer in self._shares:
+            raise QuorumError(f"{officer} already presented a PIN share",
+                              hint="each officer counts once", requirement="CER-ACTIVATION")
+        if self.complete():
+            raise QuorumError("enough officers have presented their PIN shares",
+                              hint="open the token")
+        mnemonic = " ".join(typed.lower().split())
+        check_share(self.activation, officer, mnemonic, where=self.WHERE)
+        self._shares[officer] = bytearray(mnemonic.encode())
+
+    def combine(self) -> tuple[bytearray, dict[str, Any]]:
+        """The PIN rebuilt from the typed shares and the login record; the shares are wiped."""
+        from ceremony.adapters.activation import combine_pin
+
+        try:
+            return combine_pin(self.activation,
+                               {o: bytes(s).decode() for o, s in self._shares.items()},
+                               where=self.WHERE)
+        finally:
+            self.wipe()
+
+    def wipe(self) -> None:
+        for share in self._shares.values():
+            share[:] = bytes(len(share))
+        self._shares.clear()
+
+
 @dataclass
 class RunSetup:
     """Everything the UI needs to run one ceremony; built by the CLI (or a test)."""
@@ -58,8 +124,16 @@ class RunSetup:
     open_devices: Callable[[bytearray | None], OpenedDevices]
     signers: Mapping[str, Signer] = field(default_factory=dict)
     needs_pin: bool = False
+    # Split activation with no PIN share sheets: the officers type their user-PIN shares on
+    # the start screen, and open_devices (token_opener's typed_shares) combines them.
+    typed_shares: TypedPinShares | None = None
     device_name: str = ""  # how the token is named before it is opened (URI)
     clock_text: Callable[[], str] | None = None
+
+    @property
+    def pin_pad(self) -> bool:
+        """Whether the token's PIN is entered on its own PIN pad when it is opened."""
+        return self.script.token.activation.mode == "pin-pad" and not self.needs_pin
 
 
 @dataclass
@@ -165,6 +239,8 @@ class CeremonyApp(App[str]):
             self.call_after_refresh(self.exit, "first-screen")
 
     def on_unmount(self) -> None:
+        if self.setup.typed_shares is not None:  # quit before the token was opened
+            self.setup.typed_shares.wipe()
         self.close_devices()
 
     def close_devices(self) -> None:
@@ -240,6 +316,8 @@ class CeremonyApp(App[str]):
             self.token_error = ""
             self.refresh_screen()
 
+        typed = self.setup.typed_shares
+
         def fail_wrapped() -> OpenedDevices:
             try:
                 return self.setup.open_devices(pin)
@@ -250,8 +328,14 @@ class CeremonyApp(App[str]):
                 if pin is not None:
                     for i in range(len(pin)):
                         pin[i] = 0
+                if typed is not None:  # the opener has combined them; never kept longer
+                    typed.wipe()
 
-        if not self.call_engine("Opening the token", fail_wrapped, opened):
+        label = ("Opening the token: enter the PIN on the token's PIN pad"
+                 if self.setup.pin_pad else "Opening the token")
+        if not self.call_engine(label, fail_wrapped, opened):
+            if typed is not None:
+                typed.wipe()
             return
 
     def roll_call(self) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ceremony.tui.app import OpenedDevices, RunSetup
+from ceremony.tui.app import OpenedDevices, RunSetup, TypedPinShares
 from ceremony.tui.shares import PrivateShares
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ def token_opener(module: str | None, uri: str, ceremony_id: str, sheets: Path | 
                  after: Callable[[], None] | None = None,
                  script_module: str | None = None,
                  connect: Callable[[], Pkcs11Token] | None = None,
+                 typed_shares: TypedPinShares | None = None,
                  ) -> Callable[[bytearray | None], OpenedDevices]:
     """A function that opens the PKCS#11 token and builds the engine's devices.
 
@@ -34,6 +35,9 @@ def token_opener(module: str | None, uri: str, ceremony_id: str, sheets: Path | 
     token first (a rehearsal's throwaway SoftHSM2 token: it returns the URI, the PIN and
     the login record) and ``after`` cleans up once the token is closed. ``connect``, when
     given, logs in by itself (split activation from PIN share sheets, or a PIN pad).
+    ``typed_shares`` (split activation, the same object as the RunSetup's) holds the PIN
+    shares the officers typed on the start screen: the PIN is rebuilt from them here, in
+    the worker, and the shares and the PIN are wiped once the token has it.
     """
 
     def open_devices(typed: bytearray | None) -> OpenedDevices:
@@ -46,6 +50,9 @@ def token_opener(module: str | None, uri: str, ceremony_id: str, sheets: Path | 
         try:
             if connect is not None:
                 token = connect()
+            elif typed_shares is not None:
+                token = _open_with_shares(module_path(module, script_module), uri,
+                                          typed_shares)
             else:
                 token_uri, token_pin, login = (before() if before else
                                                (uri, pin or typed or bytearray(), None))
@@ -66,6 +73,18 @@ def token_opener(module: str | None, uri: str, ceremony_id: str, sheets: Path | 
         return OpenedDevices(devices, shares, close)
 
     return open_devices
+
+
+def _open_with_shares(module: str, uri: str, typed: TypedPinShares) -> Pkcs11Token:
+    """Log in with the PIN rebuilt from the typed shares (combine_pin checks them again)."""
+    from ceremony.adapters.pkcs11_token import Pkcs11Token
+    from ceremony.engine.derive import wipe
+
+    pin, record = typed.combine()
+    try:
+        return Pkcs11Token(module, uri, pin, login=record)
+    finally:
+        wipe(pin)
 
 
 def rehearsal_setup(out: Path) -> tuple[RunSetup, Rehearsal, contextlib.ExitStack]:

@@ -27,6 +27,7 @@ from textual.widgets.option_list import Option
 from ceremony.display import words
 from ceremony.errors import CeremonyError
 from ceremony.tui.widgets import (
+    CURRENT,
     DONE,
     MISSING,
     WAITING,
@@ -72,17 +73,41 @@ class StartScreen(_Base):
         Binding("o", "open_token", "Open token"),
         Binding("c", "roll_call", "Roll call"),
         Binding("q", "app.quit", "Quit"),
+        Binding("escape", "officers", "Back to the officers", show=False),
     ]
 
+    DEFAULT_CSS = """
+    StartScreen #officers-box { height: auto; }
+    StartScreen #officers { height: auto; max-height: 8; }
+    StartScreen #share { width: 1fr; }
+    StartScreen #login { display: none; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.officer: str | None = None  # the crypto officer typing their PIN share now
+        self.share_problem = ""  # why the last typed share was refused (names no word)
+
     def compose(self) -> ComposeResult:
+        setup = self.ceremony.setup
         yield Static(id="title", classes="bar")
         with VerticalScroll(id="start-body"):
             yield Static(id="digests")
             yield Static(id="checks")
             yield Static(id="resume")
-            if self.ceremony.setup.needs_pin:
+            if setup.needs_pin:
                 yield Input(password=True, placeholder="token user PIN, then Enter",
                             id="pin")
+            elif setup.typed_shares is not None:
+                with Vertical(id="officers-box"):
+                    yield Static(id="officers-help")
+                    yield Static(id="share-status")
+                    yield OptionList(id="officers", compact=True)
+                    yield Input(password=True, id="share", compact=True)
+                yield Static(id="login")
+            elif setup.pin_pad:
+                yield Static(Text("PIN pad: enter the PIN on the token's PIN pad when it is "
+                                  "opened (press o); no PIN is typed here."), id="pin-pad")
         yield Button("Open the token (o)", id="next", compact=True)
         yield Footer()
 
@@ -90,6 +115,17 @@ class StartScreen(_Base):
         self.refresh_view()
         for pin in self.query("#pin"):
             pin.focus()
+        for officers in self.query("#officers"):
+            officers.focus(scroll_visible=False)  # the digests stay in view, on top
+
+    def on_screen_resume(self) -> None:
+        # Back from an error: a failed opening wiped the typed shares; officers start over.
+        if not (self.is_mounted and self.query("#next")):
+            return
+        self.refresh_view()
+        if self.ceremony.opened is None and self.officer is None:
+            for officers in self.query("#officers"):
+                officers.focus()
 
     def refresh_view(self) -> None:
         app = self.ceremony
@@ -109,11 +145,141 @@ class StartScreen(_Base):
         button = self.query_one("#next", Button)
         if app.opened is None:
             button.label = "Open the token (o)"
+            typed = s.typed_shares
+            button.disabled = typed is not None and not typed.complete()
+            if typed is not None:
+                self._refresh_officers()
         else:
             button.label = "Roll call (c)"
-            for pin in self.query("#pin"):
-                pin.remove()
+            button.disabled = False
+            for widget in self.query("#pin, #officers-box"):
+                widget.remove()
+            for login in self.query("#login").results(Static):
+                login.update(self._login_text())
+                login.display = True
         self.refresh_bindings()
+
+    # ---------------------------------------------------------- split activation, typed
+
+    def _refresh_officers(self) -> None:
+        """The officers' list, who presented, how many are still needed, the last refusal."""
+        typed = self.ceremony.setup.typed_shares
+        assert typed is not None
+        act, script = typed.activation, self.ceremony.setup.script
+        self.query_one("#officers-help", Static).update(Text(
+            f"Split knowledge: {act.threshold} of the {len(act.officers)} crypto officers "
+            "type their user-PIN shares. Pick your name (arrows, Enter), type your 20 "
+            "words (never shown), Enter."))
+        officers = self.query_one("#officers", OptionList)
+        highlighted = officers.highlighted_option
+        options = []
+        for officer in act.officers:
+            label = Text(f"{participant_label(script, officer)}  ")
+            if officer in typed.presented:
+                number = typed.presented.index(officer) + 1
+                label.append(f"{DONE} {number} of {act.threshold}", style="bold")
+            elif officer == self.officer:
+                label.append(f"{CURRENT} typing now")
+            else:
+                label.append(f"{WAITING} waiting")
+            options.append(Option(label, id=officer, disabled=officer in typed.presented))
+        officers.set_options(options)
+        waiting = typed.waiting()
+        keep = highlighted.id if highlighted is not None else None
+        target = keep if keep in waiting else (waiting[0] if waiting else None)
+        if target is not None:
+            officers.highlighted = act.officers.index(target)
+        field = self.query_one("#share", Input)
+        field.placeholder = (f"PIN share of {participant_label(script, self.officer)}: "
+                             "20 words, then Enter" if self.officer else
+                             "pick your name above first")
+        self.query_one("#share-status", Static).update(self._share_status())
+
+    def _share_status(self) -> Text:
+        typed = self.ceremony.setup.typed_shares
+        assert typed is not None
+        act = typed.activation
+        text = Text()
+        if self.share_problem:
+            text.append(f"{MISSING} {self.share_problem}\n", style="bold")
+        if typed.complete():
+            text.append(f"{DONE} {act.threshold} of {act.threshold} officers presented "
+                        f"({', '.join(typed.presented)}): opening the token")
+        else:
+            more = typed.missing()
+            text.append(f"{MISSING} {more} more officer{'s' if more > 1 else ''} needed "
+                        f"before the token can be opened")
+        return text
+
+    def _login_text(self) -> Text:
+        login = (self.ceremony.token_info or {}).get("activation") or {}
+        presented = login.get("presented") or []
+        return Text(f"{DONE} logged in with the PIN shares of {', '.join(presented)}; the "
+                    "typed shares are wiped" if presented else "")
+
+    def action_officers(self) -> None:
+        """Esc while typing a share: drop what was typed, back to the officers' list."""
+        if self.ceremony.setup.typed_shares is None or not self.query("#officers"):
+            return
+        for field in self.query("#share").results(Input):
+            field.value = ""
+        if self.officer is not None:
+            self.officer = None
+            self.share_problem = ""
+            self._refresh_officers()
+        for officers in self.query("#officers"):
+            officers.focus()
+        self._scroll_to_officers()
+
+    def _scroll_to_officers(self) -> None:
+        """Keep the officers' list and the share field in view (a refusal adds lines)."""
+        body = self.query_one("#start-body", VerticalScroll)
+        self.call_after_refresh(body.scroll_end, animate=False)
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        typed = self.ceremony.setup.typed_shares
+        if event.option_list.id != "officers" or typed is None or event.option.id is None:
+            return
+        if event.option.id not in typed.waiting():
+            return
+        self.officer = event.option.id
+        self.share_problem = ""
+        self._refresh_officers()
+        field = self.query_one("#share", Input)
+        field.value = ""  # nothing half-typed carries over to another officer
+        field.focus()
+        self._scroll_to_officers()
+
+    def _present_share(self, field: Input) -> None:
+        """Check the typed share at once; mark the officer presented, or say why not."""
+        typed = self.ceremony.setup.typed_shares
+        assert typed is not None
+        value, field.value = field.value, ""  # never left in the field, whatever happens
+        officer = self.officer
+        if officer is None:
+            self.share_problem = "pick your name in the list first (arrows, Enter), then type"
+            self._refresh_officers()
+            self.query_one("#officers", OptionList).focus()
+            self._scroll_to_officers()
+            return
+        try:
+            typed.present(officer, value)
+        except CeremonyError as error:
+            message = error.message.removeprefix(f"{typed.WHERE}: ")
+            self.share_problem = f"{message}: {error.hint}" if error.hint else message
+            self._refresh_officers()
+            self._scroll_to_officers()
+            return
+        finally:
+            del value
+        self.officer = None
+        self.share_problem = ""
+        self.refresh_view()
+        if typed.complete():
+            self.action_open_token()
+        else:
+            self.query_one("#officers", OptionList).focus()
+            self._scroll_to_officers()
 
     def _resume_text(self) -> Text:
         stopped = self.ceremony.stopped
@@ -141,6 +307,9 @@ class StartScreen(_Base):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         opened = self.ceremony.opened is not None
         if action == "open_token":
+            typed = self.ceremony.setup.typed_shares
+            if not opened and typed is not None and not typed.complete():
+                return None  # shown, disabled: more officers must present their shares
             return not opened
         if action == "roll_call":
             return opened
@@ -155,10 +324,15 @@ class StartScreen(_Base):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "pin":
             self.action_open_token()
+        elif event.input.id == "share":
+            self._present_share(event.input)
 
     def action_open_token(self) -> None:
         app = self.ceremony
         if app.opened is not None:
+            return
+        typed = app.setup.typed_shares
+        if typed is not None and not typed.complete():
             return
         pin: bytearray | None = None
         if app.setup.needs_pin:
