@@ -13,11 +13,14 @@ SUDO=
 
 # softhsm2/opensc/pcscd/vsmartcard-vpcd back the HSM and smartcard rehearsals;
 # libpcsclite-dev, swig, gcc and python3-dev are needed to build pyscard;
-# zbar reads back the QR codes we print; openssl parses the root certificates in the tests.
+# zbar reads back the QR codes we print; openssl parses the root certificates in the tests;
+# poppler-utils (pdftotext, pdftoppm) reads back and renders the PDF share sheets in the tests;
+# libmagickcore-6.q16-6-extra holds ImageMagick's SVG coder, which zbarimg needs to read back
+# SVG QR parts (libzbar0 only recommends it, and recommends are not installed here).
 APT_PACKAGES=(
   python3 python3-venv python3-dev gcc make
   softhsm2 opensc pcscd vsmartcard-vpcd libpcsclite-dev swig
-  zbar-tools libzbar0 pkg-config openssl
+  zbar-tools libzbar0 pkg-config openssl poppler-utils libmagickcore-6.q16-6-extra
 )
 
 missing=()

@@ -109,7 +109,7 @@ async def test_full_ceremony_on_softhsm(tmp_path: Path, softhsm: SoftHsm, cast: 
     assert report.ok, report.first_failure
     assert report.outcome == "completed" and report.rehearsal is True
     assert len(softhsm.objects()) == 2  # the root key pair; the transcript key is gone
-    assert len(list((tmp_path / "secret").iterdir())) == 3
+    assert len(list((tmp_path / "secret").glob("*.txt"))) == 3
 
 
 @pytest.mark.softhsm
@@ -348,4 +348,4 @@ async def test_rehearse_tui_runs_to_a_verified_bundle(tmp_path: Path) -> None:
     report = verify_bundle(prepared.bundle)
     assert report.ok, report.first_failure
     assert report.rehearsal is True and report.outcome == "completed"
-    assert len(list(prepared.shares.iterdir())) == 3
+    assert len(list(prepared.shares.glob("*.txt"))) == 3

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ceremony import __version__
+from ceremony.cli.qr import add_qr_commands, cmd_qr
 from ceremony.errors import CeremonyError, Kind, UsageError
 
 if TYPE_CHECKING:
@@ -127,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: typed on the terminal, not shown)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
+    add_qr_commands(sub, _Parser)
     return parser
 
 
@@ -135,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         handler = {"rehearse": cmd_rehearse, "lint": cmd_lint, "run": cmd_run,
                    "verify": cmd_verify, "replay": cmd_replay,
-                   "sample": cmd_sample, "hsm": cmd_hsm, "shares": cmd_shares}[args.command]
+                   "sample": cmd_sample, "hsm": cmd_hsm, "shares": cmd_shares,
+                   "qr": cmd_qr}[args.command]
         return handler(args)
     except CeremonyError as exc:
         print(f"ceremony: {exc.describe()}", file=sys.stderr)
