@@ -120,6 +120,10 @@ class TokenError(DeviceError):
     """The PKCS#11 module or token failed or is not the one expected."""
 
 
+class CardError(DeviceError):
+    """A smartcard, its reader or the PC/SC service refused (wrong PIN, blocked, no card)."""
+
+
 class Interrupted(CeremonyError):
     """The operator interrupted the ceremony (exit 130)."""
 

@@ -18,6 +18,7 @@ import pytest
 
 from ceremony.rehearsal import Cast, make_cast, sample_texts
 from tests.fakes import FakeToken, MemorySecrets, SeededRandom, TickingClock
+from tests.pcsc_fixtures import pcsc_stack, virtual_card
 
 SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 REPO = Path(__file__).resolve().parent.parent
@@ -105,4 +106,5 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
                           check=False)
 
 
-__all__ = ["FakeToken", "MemorySecrets", "SeededRandom", "TickingClock", "run_cli"]
+__all__ = ["FakeToken", "MemorySecrets", "SeededRandom", "TickingClock", "pcsc_stack",
+           "run_cli", "virtual_card"]

@@ -129,6 +129,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
     add_qr_commands(sub, _Parser)
+
+    custodian = sub.add_parser("custodian", help="a custodian's identity card").add_subparsers(
+        dest="custodian_command", required=True, parser_class=_Parser)
+    p = custodian.add_parser("enroll", help="print the public identity of the custodian's "
+                             "OpenPGP card (its Ed25519 signature key) for the script, after "
+                             "a test signature with the card's PIN")
+    p.add_argument("--reader", help="PC/SC reader name (default: the one reader with a card)")
+    p.add_argument("--generate", action="store_true", help="make a new Ed25519 signature "
+                   "key on the card first, replacing any (needs the admin PIN)")
+    p.add_argument("--admin-pin-file", type=Path, help="file holding the card's admin PIN "
+                   "(PW3), for --generate (default: asked on the terminal)")
+    p.add_argument("--pin-file", type=Path, help="file holding the card's PIN (PW1) "
+                   "(default: asked on the terminal)")
     return parser
 
 
@@ -138,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         handler = {"rehearse": cmd_rehearse, "lint": cmd_lint, "run": cmd_run,
                    "verify": cmd_verify, "replay": cmd_replay,
                    "sample": cmd_sample, "hsm": cmd_hsm, "shares": cmd_shares,
-                   "qr": cmd_qr}[args.command]
+                   "qr": cmd_qr, "custodian": cmd_custodian}[args.command]
         return handler(args)
     except CeremonyError as exc:
         print(f"ceremony: {exc.describe()}", file=sys.stderr)
@@ -310,6 +323,13 @@ def cmd_shares(args: argparse.Namespace) -> int:
         hint = f"\n  hint: {result.hint}" if result.hint else ""
         print(f"ceremony: {result.message}{hint}", file=sys.stderr)
     return EXIT_OK if result.intact else Kind.CHECK_FAILED.value
+
+
+def cmd_custodian(args: argparse.Namespace) -> int:
+    """`ceremony custodian enroll`: exit 0, or 3 when the card, reader or PIN refuses."""
+    from ceremony.cli.custodian import enroll
+
+    return enroll(args)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
