@@ -6,10 +6,12 @@ no ceremony logic of its own.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
-from ceremony.engine.core import Engine
+from ceremony.engine.core import ACTION_TEXT, Engine
 from ceremony.engine.prompts import (
     Abort,
     ActionReady,
@@ -20,9 +22,11 @@ from ceremony.engine.prompts import (
     ConfirmationNeeded,
     Finished,
     Proceed,
+    ShareOffered,
+    SharesNeeded,
     TypedConfirmation,
 )
-from ceremony.errors import AnswersError
+from ceremony.errors import AnswersError, InputError
 from ceremony.model import statements as st
 from ceremony.model.answers import Answers
 
@@ -77,3 +81,45 @@ def run_headless(engine: Engine, answers: Answers, signers: dict[str, Signer],
             if prompt.action != "none":
                 say(f"      {prompt.description}")
             engine.submit(Proceed())
+        elif isinstance(prompt, SharesNeeded):
+            _present_shares(engine, prompt, answers, say)
+
+
+def _present_shares(engine: Engine, prompt: SharesNeeded, answers: Answers,
+                    say: Callable[[str], None]) -> None:
+    """One recovery move: the next share the answers file lists, or, once the shares reach
+    the thresholds and none is left, the rebuild. A refused share stops the run (the
+    engine's sentence names the custodian); the words are never printed."""
+    pending = [a for a in answers.shares if a.participant not in prompt.presented]
+    if pending:
+        share = pending[0]
+        after = engine.submit(ShareOffered(share.participant, read_share_file(share.file)))
+        progress = after.describe() if isinstance(after, SharesNeeded) else "complete"
+        say(f"      {share.participant} presented their share ({progress})")
+        return
+    if not prompt.ready:
+        raise AnswersError(f"step {prompt.step!r} needs more shares of ceremony "
+                           f"{prompt.original} than the answers file gives: "
+                           f"{prompt.describe()}", file=answers.source_name, field="shares",
+                           hint="add [[shares]] for more of: " + ", ".join(prompt.eligible))
+    say(f"      {ACTION_TEXT['recover_root_key']}")
+    engine.submit(Proceed())
+    say(f"      the root key has the original's fingerprint {prompt.fingerprint}")
+
+
+# A share sheet's words are numbered lines ("  1. word"); any other file holds just the words.
+_NUMBERED_WORD = re.compile(r"^\s*\d+\.\s+(\S+)\s*$", re.M)
+
+
+def read_share_file(path: Path) -> str:
+    """The words of the share in ``path``: a text share sheet, or a file of the words."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read the share file {path} ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"the share file {path} is not UTF-8 text",
+                         hint="give the text share sheet, or a file of the share's words"
+                         ) from None
+    numbered = _NUMBERED_WORD.findall(text)
+    return " ".join(numbered) if numbered else " ".join(text.split())

@@ -111,9 +111,10 @@ class Inventory:
 def expected_from_entries(entries: Iterable[dict[str, Any]]) -> list[ExpectedObject]:
     """Fold a transcript's entries (as dicts) into the objects its ceremony left on a token.
 
-    Reads ceremony.started (the transcript key), root_key.created (kind, label, id,
-    fingerprint, attributes), action.completed ``created`` (the objects' classes and key
-    types), action.rolled_back and ceremony.aborted ``destroyed_objects``, and the seal.
+    Reads ceremony.started (the transcript key), root_key.created or a recovery's
+    root_key.recovered (kind, label, id, fingerprint, attributes), action.completed
+    ``created`` (the objects' classes and key types), action.rolled_back and
+    ceremony.aborted ``destroyed_objects``, and the seal.
     """
     from ceremony.canonical import sha256_hex
     from ceremony.engine.core import transcript_key_id, transcript_key_label
@@ -127,7 +128,7 @@ def expected_from_entries(entries: Iterable[dict[str, Any]]) -> list[ExpectedObj
         ceremony = str(entry.get("ceremony", ceremony))
         if event == "ceremony.started":
             transcript_fp = _fingerprint_of(payload.get("transcript_key", ""), sha256_hex)
-        elif event == "root_key.created":
+        elif event in ("root_key.created", "root_key.recovered"):
             roots[(payload["label"], payload["id"])] = payload
         elif event == "action.completed":
             for obj in payload.get("created", []):

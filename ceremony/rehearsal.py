@@ -33,6 +33,11 @@ def sample_texts() -> tuple[str, str]:
     return data.joinpath("script.toml").read_text(), data.joinpath("policy.toml").read_text()
 
 
+def sample_recovery_text() -> str:
+    """The packaged sample recovery script (docs/recovery-guide.md)."""
+    return resources.files("ceremony").joinpath("data", "recovery.toml").read_text()
+
+
 @dataclass
 class Cast:
     """Simulated participants: the script rewritten with their keys, and their signers."""

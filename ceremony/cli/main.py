@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "(repeat for each officer present; in the UI, without it, the officers "
                    "type their PIN shares on the start screen)")
 
+    from ceremony.cli.recover import add_parser as add_recover_parser
+
+    add_recover_parser(sub)
+
     p = sub.add_parser("verify", help="the auditor's check of a bundle")
     p.add_argument("bundle", type=Path)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -151,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         handler = {"rehearse": cmd_rehearse, "lint": cmd_lint, "run": cmd_run,
                    "verify": cmd_verify, "replay": cmd_replay,
                    "sample": cmd_sample, "hsm": cmd_hsm, "shares": cmd_shares,
-                   "qr": cmd_qr, "custodian": cmd_custodian}[args.command]
+                   "qr": cmd_qr, "recover": cmd_recover,
+                   "custodian": cmd_custodian}[args.command]
         return handler(args)
     except CeremonyError as exc:
         print(f"ceremony: {exc.describe()}", file=sys.stderr)
@@ -209,18 +214,30 @@ def cmd_lint(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_recover(args: argparse.Namespace) -> int:
+    """`ceremony recover` (ceremony/cli/recover.py)."""
+    from ceremony.cli.recover import cmd_recover as recover
+
+    return recover(args, _load)
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
-    from ceremony.rehearsal import sample_texts
+    from ceremony.rehearsal import sample_recovery_text, sample_texts
 
     script_text, policy_text = sample_texts()
     args.directory.mkdir(parents=True, exist_ok=True)
-    for name, text in (("script.toml", script_text), ("policy.toml", policy_text)):
-        target = args.directory / name
-        if target.exists():
-            raise UsageError(f"{target} already exists", hint="choose an empty directory")
-        target.write_text(text)
+    files = (("script.toml", script_text), ("policy.toml", policy_text),
+             ("recovery.toml", sample_recovery_text()))
+    for name, _ in files:
+        if (args.directory / name).exists():
+            raise UsageError(f"{args.directory / name} already exists",
+                             hint="choose an empty directory")
+    for name, text in files:
+        (args.directory / name).write_text(text)
     print(f"wrote {args.directory / 'script.toml'} and {args.directory / 'policy.toml'}; "
-          "edit them, then run `ceremony lint`")
+          "edit them, then run `ceremony lint`\n"
+          f"wrote {args.directory / 'recovery.toml'}: the sample recovery script "
+          "(docs/recovery-guide.md)")
     return EXIT_OK
 
 
@@ -305,6 +322,13 @@ def _hsm_activate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_custodian(args: argparse.Namespace) -> int:
+    """`ceremony custodian enroll`: exit 0, or 3 when the card, reader or PIN refuses."""
+    from ceremony.cli.custodian import enroll
+
+    return enroll(args)
+
+
 def cmd_shares(args: argparse.Namespace) -> int:
     """`ceremony shares check`: exit 0 intact, 1 not intact or the bundle does not verify."""
     from ceremony.sharecheck import check_share, load_reference, read_share
@@ -323,13 +347,6 @@ def cmd_shares(args: argparse.Namespace) -> int:
         hint = f"\n  hint: {result.hint}" if result.hint else ""
         print(f"ceremony: {result.message}{hint}", file=sys.stderr)
     return EXIT_OK if result.intact else Kind.CHECK_FAILED.value
-
-
-def cmd_custodian(args: argparse.Namespace) -> int:
-    """`ceremony custodian enroll`: exit 0, or 3 when the card, reader or PIN refuses."""
-    from ceremony.cli.custodian import enroll
-
-    return enroll(args)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

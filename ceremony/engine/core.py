@@ -44,11 +44,15 @@ from ceremony.engine.prompts import (
     BeginStep,
     ConfirmationNeeded,
     Finished,
+    GroupProgress,
     Proceed,
     Prompt,
+    ShareOffered,
+    SharesNeeded,
     Status,
     TypedConfirmation,
 )
+from ceremony.engine.recovery import ORIGINAL_DIR, OriginalBundle, copy_bundle, load_original
 from ceremony.errors import (
     CeremonyError,
     CheckFailed,
@@ -60,6 +64,7 @@ from ceremony.errors import (
 from ceremony.model import statements as st
 from ceremony.model.certificate import CERTIFICATE_FILE, CSR_FILE
 from ceremony.model.policy import Policy
+from ceremony.model.recovery import FINGERPRINT_CHECK, SEED_CHECK, recovery_problem
 from ceremony.model.rules import check_policy
 from ceremony.model.script import Script, Step
 from ceremony.transcript import (
@@ -119,6 +124,8 @@ class _StepState:
     action_started: dict[str, Any] | None = None
     action_done: bool = False
     started_at: str = ""
+    # Recovery: the shares presented in the open action, as (participant, group, member).
+    presented: list[tuple[str, int, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -135,7 +142,7 @@ class Engine:
 
     def __init__(self, script: Script, policy: Policy, devices: Devices, bundle: Path,
                  writer: TranscriptWriter, transcript_public: bytes, rehearsal: bool,
-                 state: _State) -> None:
+                 state: _State, original: OriginalBundle | None = None) -> None:
         self.script = script
         self.policy = policy
         self.devices = devices
@@ -148,14 +155,25 @@ class Engine:
         self.last_event = ""
         self._tk = (transcript_key_label(script.ceremony_id),
                     transcript_key_id(script.ceremony_id))
+        # A recovery: the original bundle (its copy in this bundle), and the shares presented
+        # in the open action, by participant. Memory only: never written, never logged.
+        self.original = original
+        self._shares: dict[str, str] = {}
 
     # ---------------------------------------------------------------- construction
 
     @classmethod
     def start(cls, script: Script, policy: Policy, script_bytes: bytes, policy_bytes: bytes,
-              devices: Devices, bundle: Path, *, rehearsal: bool) -> Engine:
-        """Begin a new ceremony in an empty bundle directory."""
+              devices: Devices, bundle: Path, *, rehearsal: bool,
+              original: OriginalBundle | None = None) -> Engine:
+        """Begin a new ceremony in an empty bundle directory.
+
+        A recovery script (one with a [recovery] table) needs ``original``, the verified
+        bundle of the ceremony whose root key it rebuilds (engine/recovery.py
+        ``load_original``); it is checked against the script and copied into the bundle.
+        """
         _check_runnable(script, policy, script_bytes, policy_bytes, rehearsal)
+        _check_original(script, original, rehearsal)
         if bundle.exists() and any(bundle.iterdir()):
             raise UsageError(f"the output directory {bundle} already exists and is not empty",
                              hint="choose a new --out directory, or use --resume to continue "
@@ -172,12 +190,22 @@ class Engine:
         _write_file(bundle / POLICY_FILE, policy_bytes)
         if rehearsal:
             _write_file(bundle / REHEARSAL_FILE, REHEARSAL_NOTE.encode())
+        if original is not None:
+            # The recovery bundle carries the original so that it verifies on its own; from
+            # here on the engine reads the copy, which must be what was verified.
+            copy_bundle(original.path, bundle / ORIGINAL_DIR)
+            copied = load_original(bundle / ORIGINAL_DIR)
+            if copied.record != original.record:
+                raise CheckFailed(f"the original bundle {original.path} changed while it was "
+                                  "being copied", requirement="CER-RECOVERY")
+            original = copied
         label, key_id = transcript_key_label(script.ceremony_id), transcript_key_id(
             script.ceremony_id)
         leftovers = [o.as_dict() for o in token.destroy(label, key_id)]
         public = token.generate_ed25519(label, key_id)
         writer = TranscriptWriter(bundle / TRANSCRIPT_FILE, script.ceremony_id)
-        engine = cls(script, policy, devices, bundle, writer, public, rehearsal, _State())
+        engine = cls(script, policy, devices, bundle, writer, public, rehearsal, _State(),
+                     original)
         engine._write(ENGINE_ACTOR, None, "ceremony.started", {
             "tool": f"ceremony {__version__}",
             "script_id": script.ceremony_id, "script_version": script.version,
@@ -221,11 +249,16 @@ class Engine:
                              requirement="CER-SCRIPT-PIN")
         rehearsal = bool(first.payload.get("rehearsal"))
         public = st.decode_key(first.payload["transcript_key"])
+        original = None
+        if script.recovery is not None:  # read back, and verified again, from the copy
+            original = load_original(bundle / ORIGINAL_DIR)
+            _check_original(script, original, rehearsal)
         state = _fold(script, [ln.entry for ln in lines])
         last = lines[-1]
         writer = TranscriptWriter(path, script.ceremony_id, seq=last.entry.seq + 1,
                                   head=last.hash, last_time=parse_time(last.entry.time))
-        engine = cls(script, policy, devices, bundle, writer, public, rehearsal, state)
+        engine = cls(script, policy, devices, bundle, writer, public, rehearsal, state,
+                     original)
         if state.sealed:
             engine._finalize()
             return engine
@@ -269,10 +302,12 @@ class Engine:
         collected: tuple[str, ...] = ()
         needed = 0
         phase = {BeginStep: "begin", ConfirmationNeeded: "confirm", ActionReady: "action",
-                 Finished: "finished"}.get(type(prompt), "")
+                 SharesNeeded: "shares", Finished: "finished"}.get(type(prompt), "")
         if isinstance(prompt, ApprovalNeeded):
             phase = "approvals" if prompt.role == "custodian" else "witnesses"
             collected, needed = prompt.collected, prompt.needed
+        elif isinstance(prompt, SharesNeeded):
+            collected, needed = prompt.presented, prompt.needed
         return Status(self.script.ceremony_id, self.rehearsal, s.index, len(self.script.steps),
                       step.id if step else None, phase, collected, needed, self.writer.seq,
                       self.writer.head, s.outcome)
@@ -296,6 +331,8 @@ class Engine:
                                          step.witnesses)
         if step.confirm and not s.step.confirmed:
             return ConfirmationNeeded(step.id, step.confirm)
+        if step.action == "recover_root_key" and not s.step.action_done:
+            return self._shares_prompt(step)
         return ActionReady(step.id, step.action, ACTION_TEXT[step.action])
 
     def submit(self, answer: Answer) -> Prompt:
@@ -323,6 +360,14 @@ class Engine:
             self._write(self.admin, step.id, "confirmation", {"phrase": prompt.phrase})
         elif isinstance(prompt, ActionReady) and isinstance(answer, Proceed):
             self._run_action(step)
+        elif isinstance(prompt, SharesNeeded) and isinstance(answer, ShareOffered):
+            self._accept_share(step, prompt, answer)
+        elif isinstance(prompt, SharesNeeded) and isinstance(answer, Proceed):
+            if not prompt.ready:
+                raise QuorumError(f"the shares presented do not yet rebuild the key: "
+                                  f"{prompt.describe()}", hint="more custodians present "
+                                  "their shares first", requirement="CER-RECOVERY")
+            self._guarded(step, self._recover_root_key)
         else:
             raise UsageError(f"the ceremony is waiting for {type(prompt).__name__}, "
                              f"not {type(answer).__name__}",
@@ -457,6 +502,8 @@ class Engine:
     # ---------------------------------------------------------------- actions
 
     def _run_action(self, step: Step) -> None:
+        if step.action == "recover_root_key":  # (its prompt is SharesNeeded until done)
+            raise ValueError("recover_root_key runs from the SharesNeeded prompt")
         if step.action == "certify_root_key":
             self._run_certify(step)
             return
@@ -473,6 +520,10 @@ class Engine:
         """Run a device action between action.started and its completion or rollback."""
         self._write(self.admin, step.id, "action.started",
                     {"action": step.action, "will_create": will_create})
+        self._guarded(step, work)
+
+    def _guarded(self, step: Step, work: Callable[[Step], None]) -> None:
+        """Run the device work of an open action; on any failure roll the action back."""
         try:
             work(step)
         except CeremonyError as exc:
@@ -602,6 +653,7 @@ class Engine:
         })
 
     def _rollback_action(self, reason: str) -> None:
+        self._forget_shares()
         step = self._step()
         if step is not None and step.action == "certify_root_key":
             # Certifying created files only: the root key and the shares stay.
@@ -706,6 +758,163 @@ class Engine:
         self._write(ENGINE_ACTOR, step.id, "action.completed",
                     {"action": step.action, "created": [], "files": files})
 
+    # ---------------------------------------------------------------- recovery
+
+    def _original(self) -> OriginalBundle:
+        if self.original is None:
+            raise ValueError("a recover_root_key step without an original bundle")
+        return self.original
+
+    def _shares_prompt(self, step: Step) -> SharesNeeded:
+        record, presented = self._original().record, self.state.step.presented
+        groups = tuple(
+            GroupProgress(i + 1, g.threshold, g.members,
+                          tuple(p for p, group, _ in presented if group == i + 1))
+            for i, g in enumerate(self.script.shares.groups))
+        return SharesNeeded(step.id, record.ceremony_id, record.fingerprint,
+                            self.script.shares.group_threshold, groups)
+
+    def _accept_share(self, step: Step, prompt: SharesNeeded, answer: ShareOffered) -> None:
+        """Check one presented share against the original at once; record who presented it.
+
+        Refused (one sentence naming the custodian, nothing written): someone who holds no
+        share, a second presentation, words that are not a SLIP-39 share or fail its
+        checksum, a share of another set, and a share whose commitment is not the one the
+        original recorded for that custodian (another custodian's, or altered). The share
+        itself stays in memory only, until the key is rebuilt or the action rolled back.
+        """
+        record = self._original().record
+        who, name = answer.participant, f"ceremony {record.ceremony_id}"
+        holder = record.holder(who)
+        if holder is None:
+            raise QuorumError(f"{who!r} holds no share of {name}", hint="the holders are "
+                              f"{', '.join(h.participant for h in record.holders)}",
+                              requirement="CER-RECOVERY")
+        if who in prompt.presented:
+            raise QuorumError(f"{who} has already presented their share in this recovery",
+                              hint="each custodian presents their share once",
+                              requirement="CER-RECOVERY")
+        try:
+            info = self.devices.splitter.read_share(answer.mnemonic)
+        except CheckFailed as exc:
+            raise CheckFailed(f"the share {who} presented {exc.message}; it was not used",
+                              hint=f"compare it word by word with {who}'s share sheet, then "
+                                   "present it again", requirement="CER-RECOVERY") from None
+        scheme = (record.identifier, record.group_threshold,
+                  len(record.script.shares.groups), record.iteration_exponent,
+                  record.extendable)
+        if (info.identifier, info.group_threshold, info.group_count, info.iteration_exponent,
+                info.extendable) != scheme:
+            raise CheckFailed(f"the share {who} presented is a share of another set (share "
+                              f"set {info.identifier}), not of {name} (share set "
+                              f"{record.identifier})", hint=f"check that {who}'s share sheet "
+                              f"names ceremony {record.ceremony_id}",
+                              requirement="CER-RECOVERY")
+        commitment = share_commitment(record.ceremony_id, info.mnemonic)
+        if commitment != holder.commitment:
+            other = record.holder_with(commitment)
+            if other is not None:
+                raise CheckFailed(f"the share presented as {who}'s is recorded as "
+                                  f"{other.participant}'s (group {other.group} member "
+                                  f"{other.member}), not {who}'s", hint="each custodian "
+                                  "presents their own share, under their own name",
+                                  requirement="CER-RECOVERY")
+            raise CheckFailed(f"the share {who} presented does not match {who}'s recorded "
+                              "share: it is corrupt or someone else's", hint="compare it "
+                              f"word by word with {who}'s share sheet; if it reads the same, "
+                              "the sheet was altered", requirement="CER-RECOVERY")
+        s = self.state.step
+        if s.action_started is None or s.action_done:
+            rk = self.script.root_key
+            self._write(self.admin, step.id, "action.started",
+                        {"action": step.action,
+                         "will_create": [{"label": rk.label, "id": rk.key_id}]})
+        self._write(who, step.id, "share.presented",
+                    {"participant": who, "group": holder.group, "member": holder.member,
+                     "commitment": holder.commitment})
+        self._shares[who] = info.mnemonic
+
+    def _forget_shares(self) -> None:
+        # Python strings cannot be wiped (docs/kdf.md); dropping them is what can be done.
+        self._shares.clear()
+
+    def _recover_root_key(self, step: Step) -> None:
+        """Rebuild the seed and the root key; compare before the token; import and test.
+
+        The rebuilt key's public half is computed on the host (Ed25519, ECDSA: derived;
+        RSA: the original's wrapped blob opened with the seed's KEK) and its fingerprint
+        compared with the original's, then the seed's fingerprint with the original's, all
+        before any token call: shares that rebuild another key put nothing on the token.
+        """
+        original = self._original()
+        record, token, rk = original.record, self.devices.token, self.script.root_key
+        presented = list(self.state.step.presented)
+        try:
+            seed = self.devices.splitter.recover([self._shares[p] for p, _, _ in presented])
+        finally:
+            self._forget_shares()
+        private = bytearray()
+        try:
+            blob = original.wrapped_blob() if rk.algorithm == "rsa" else b""
+            if rk.algorithm == "rsa":
+                expected = rsa_keys.public_from_blob(seed, rk, blob)
+            else:
+                private = derive_root_private(seed, rk)
+                expected = public_from_private(rk.kind, private)
+            fingerprint = sha256_hex(expected)
+            if fingerprint != record.fingerprint or \
+                    st.encode_key(expected, rk.kind) != record.public_key:
+                raise CheckFailed(f"the shares rebuild a root key with fingerprint "
+                                  f"{fingerprint}, not the root key of ceremony "
+                                  f"{record.ceremony_id} ({record.fingerprint}); nothing was "
+                                  "put on the token", hint="check that the shares and the "
+                                  "original bundle are of the same ceremony",
+                                  requirement="CER-RECOVERY")
+            if seed_fingerprint(seed, record.ceremony_id) != record.seed_fingerprint:
+                raise CheckFailed(f"the shares rebuild another seed than ceremony "
+                                  f"{record.ceremony_id}'s; nothing was put on the token",
+                                  requirement="CER-RECOVERY")
+            # Only now the token: the key is the original's.
+            if rk.algorithm == "rsa":
+                public = rsa_keys.rebuild_rsa(token, seed, rk, blob)
+            else:
+                public = token.import_key(rk.kind, rk.label, rk.key_id, private)
+                wipe(private)
+            challenge = canonical_bytes({"type": "ceremony.pairwise.v1",
+                                         "ceremony": self.script.ceremony_id,
+                                         "key": st.encode_key(expected, rk.kind)})
+            signature = token.sign(rk.kind, rk.label, rk.key_id, challenge)
+            if public != expected or token.find_public(rk.kind, rk.label, rk.key_id) != \
+                    expected or not st.verify_signature(rk.kind, expected, signature,
+                                                        challenge):
+                raise TokenError("the recovered root key failed its pairwise-consistency "
+                                 "test", hint="the token or its module is faulty; abort",
+                                 requirement="CER-PAIRWISE")
+        finally:
+            wipe(seed)
+            wipe(private)
+        self._write(ENGINE_ACTOR, step.id, "root_key.recovered", {
+            "kind": rk.kind, "label": rk.label, "id": rk.key_id,
+            "public_key": st.encode_key(public, rk.kind), "fingerprint": sha256_hex(public),
+            "original_ceremony": record.ceremony_id, "original_head": record.head,
+            "contributors": [{"participant": p, "group": g, "member": m}
+                             for p, g, m in presented],
+            "fingerprint_check": FINGERPRINT_CHECK, "seed_check": SEED_CHECK,
+            "pairwise_check": "passed (signed on token, verified with cryptography)",
+            "attributes": {"sensitive": True, "extractable": False},
+            "derivation": RECOVERY_DERIVATION_TEXT[rk.algorithm],
+        })
+        pem = st.public_key_object(rk.kind, public).public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        if self.rehearsal:
+            pem = b"REHEARSAL: not a production key\n" + pem
+        _write_file(self.bundle / ROOT_PEM_FILE, pem)
+        self._write(ENGINE_ACTOR, step.id, "action.completed", {
+            "action": step.action,
+            "created": [o.as_dict() for o in token.find_objects(rk.label, rk.key_id)],
+            "files": {ROOT_PEM_FILE: sha256_hex(pem)},
+        })
+
     def _remove_certificate_files(self) -> list[str]:
         removed = []
         for name in (CERTIFICATE_FILE, CSR_FILE):
@@ -715,6 +924,7 @@ class Engine:
         return removed
 
     def _abort(self, reason: str) -> None:
+        self._forget_shares()
         destroyed = self._destroy_created()
         step = self._step()
         self._write(self.admin, step.id if step else None, "ceremony.aborted",
@@ -730,6 +940,9 @@ ACTION_TEXT = {
     "certify_root_key": "Build the root certificate and/or certificate signing request the "
                         "script describes, sign it with the root key on the token, verify "
                         "it, and write it to the bundle.",
+    "recover_root_key": "Rebuild the seed from the custodians' shares, rebuild the root key, "
+                        "check its fingerprint is the original's before the token is "
+                        "touched, install it in the token as non-extractable and test it.",
 }
 
 # What root_key.created records as the derivation (docs/kdf.md has the details).
@@ -737,6 +950,12 @@ DERIVATION_TEXT = {"ed25519": "hkdf-sha256 (docs/kdf.md)",
                    "ecdsa": "hkdf-sha256, +8 bytes reduced into [1, n-1] (docs/kdf.md)",
                    "rsa": "generated in the token; exported once, wrapped under an aes-256 "
                           "key-encryption key derived from the seed (docs/kdf.md)"}
+
+# What root_key.recovered records as the derivation: the same key, rebuilt.
+RECOVERY_DERIVATION_TEXT = {
+    "ed25519": DERIVATION_TEXT["ed25519"], "ecdsa": DERIVATION_TEXT["ecdsa"],
+    "rsa": "unwrapped from the original's root-key.wrapped under the key-encryption key "
+           "derived from the seed (docs/kdf.md)"}
 
 
 def public_from_private(kind: str, private: bytearray) -> bytes:
@@ -778,7 +997,10 @@ def mechanisms_for(script: Script) -> list[str]:
     """The mechanisms this script's ceremony uses on the token."""
     kind = script.root_key.kind
     certify_mechanisms = _CERTIFY_MECHANISMS.get(kind, []) if script.certificate else []
-    return _TRANSCRIPT_MECHANISMS + _ROOT_MECHANISMS[kind] + certify_mechanisms
+    root = _ROOT_MECHANISMS[kind]
+    if script.recovery is not None:  # an RSA key is unwrapped into the token, not generated
+        root = [m for m in root if m != "RSA_PKCS_KEY_PAIR_GEN"]
+    return _TRANSCRIPT_MECHANISMS + root + certify_mechanisms
 
 
 def check_token_identity(script: Script, description: dict[str, Any]) -> None:
@@ -795,6 +1017,26 @@ def check_token_identity(script: Script, description: dict[str, Any]) -> None:
         raise QuorumError(f"the token was not activated as the script requires: {problem}; "
                           "nothing was written", hint="log in as token.activation in the "
                           "script says (docs/hsm-guide.md)", requirement="CER-ACTIVATION")
+
+
+def _check_original(script: Script, original: OriginalBundle | None, rehearsal: bool) -> None:
+    """A recovery script needs the original it names, and fits it; others take none."""
+    if script.recovery is None:
+        if original is not None:
+            raise UsageError("the script has no [recovery] table, so it recovers nothing",
+                             hint="run it with `ceremony run`, or add a [recovery] table")
+        return
+    if original is None:
+        raise UsageError(f"the script recovers ceremony {script.recovery.ceremony}: give its "
+                         "bundle with --original BUNDLE", hint="run it with `ceremony recover "
+                         "SCRIPT --original BUNDLE` (docs/recovery-guide.md)",
+                         requirement="CER-RECOVERY")
+    problem = recovery_problem(script, original.record, rehearsal=rehearsal)
+    if problem:
+        raise CheckFailed(f"{problem}; nothing was written", hint="the [recovery] table, "
+                          "[root_key] and [shares] of the script must name the original "
+                          f"bundle {original.path} (docs/recovery-guide.md)",
+                          requirement="CER-RECOVERY")
 
 
 def _check_runnable(script: Script, policy: Policy, script_bytes: bytes, policy_bytes: bytes,
@@ -846,6 +1088,9 @@ def _apply(script: Script, state: _State, entry: Entry) -> _State:
     elif event == "action.started":
         s.step.action_started = p
         s.step.action_done = False
+        s.step.presented = []
+    elif event == "share.presented":
+        s.step.presented.append((entry.actor, p["group"], p["member"]))
     elif event == "action.completed":
         s.step.action_done = True
     elif event == "action.rolled_back":
@@ -853,7 +1098,8 @@ def _apply(script: Script, state: _State, entry: Entry) -> _State:
             s.root_public = None  # undoing a certification leaves the root key in place
         s.step.action_started = None
         s.step.action_done = False
-    elif event == "root_key.created":
+        s.step.presented = []
+    elif event in ("root_key.created", "root_key.recovered"):
         st.decode_public_key(p["public_key"])  # a malformed key stops a resume here
         s.root_public = p["public_key"]
     elif event == "step.completed":

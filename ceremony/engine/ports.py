@@ -7,7 +7,7 @@ imports a device library.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -124,6 +124,26 @@ class Token(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class ShareInfo:
+    """One SLIP-39 share as read back (recovery): its public metadata and its words.
+
+    ``mnemonic`` is the share in its one canonical spelling (lower case, single spaces),
+    which is what the ceremony committed to; it is kept out of ``repr`` so that no log,
+    traceback or error can print it.
+    """
+
+    identifier: int
+    group: int  # 1-based group index
+    member: int  # 1-based member index
+    group_threshold: int
+    group_count: int
+    member_threshold: int
+    iteration_exponent: int
+    extendable: bool
+    mnemonic: str = field(repr=False)
+
+
 class ShareSplitter(Protocol):
     def split(self, secret: bytearray, group_threshold: int,
               groups: list[tuple[int, int]], *, iteration_exponent: int = 1,
@@ -138,6 +158,19 @@ class ShareSplitter(Protocol):
 
     def combine(self, mnemonics: list[str]) -> bytearray:
         """Recover the secret from a quorum of mnemonics."""
+        ...
+
+    def read_share(self, mnemonic: str) -> ShareInfo:
+        """Read one share typed or given back for a recovery: SLIP-39 words, length,
+        checksum. Raise CheckFailed with a phrase saying what is wrong (never a word of the
+        share), to follow "the share ... ": e.g. "fails its SLIP-39 checksum"."""
+        ...
+
+    def recover(self, mnemonics: list[str]) -> bytearray:
+        """The secret from shares of one set that reach its thresholds, any number per group
+        and in any order (recovery). Exactly a threshold of them is combined; every share
+        beyond it must give the same encrypted master secret when it takes the place of one
+        of those (CheckFailed otherwise)."""
         ...
 
 

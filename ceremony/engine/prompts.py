@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -54,6 +54,68 @@ class ActionReady:
 
 
 @dataclass(frozen=True)
+class GroupProgress:
+    """One share group of a recovery: who holds its shares, who has presented theirs."""
+
+    group: int  # 1-based
+    threshold: int
+    holders: tuple[str, ...]  # in member order
+    presented: tuple[str, ...]  # in the order they were presented
+
+    @property
+    def complete(self) -> bool:
+        return len(self.presented) >= self.threshold
+
+    def describe(self) -> str:
+        """``group 1: 1 of 2 (alice)``: what a front end shows for the group."""
+        who = f" ({', '.join(self.presented)})" if self.presented else ""
+        done = ", complete" if self.complete else ""
+        return f"group {self.group}: {len(self.presented)} of {self.threshold}{who}{done}"
+
+
+@dataclass(frozen=True)
+class SharesNeeded:
+    """A recovery: custodians present their shares of the original ceremony, in any order.
+
+    Answer :class:`ShareOffered` for each; every share is checked at once and a bad one is
+    refused with a sentence naming the custodian. Once ``ready`` (``group_threshold`` groups
+    complete), :class:`Proceed` rebuilds the key, compares its fingerprint with
+    ``fingerprint`` before the token is touched, and imports it; more shares may still be
+    offered first (every one is checked against the others).
+    """
+
+    step: str
+    original: str  # the original ceremony's id
+    fingerprint: str  # the original root key's fingerprint, which the rebuilt key must have
+    group_threshold: int
+    groups: tuple[GroupProgress, ...]
+
+    @property
+    def ready(self) -> bool:
+        return sum(g.complete for g in self.groups) >= self.group_threshold
+
+    @property
+    def presented(self) -> tuple[str, ...]:
+        return tuple(p for g in self.groups for p in g.presented)
+
+    @property
+    def eligible(self) -> tuple[str, ...]:
+        """Holders who have not presented yet."""
+        return tuple(h for g in self.groups for h in g.holders if h not in g.presented)
+
+    @property
+    def needed(self) -> int:
+        """The fewest shares that complete a quorum (the smallest group thresholds)."""
+        return sum(sorted(g.threshold for g in self.groups)[: self.group_threshold])
+
+    def describe(self) -> str:
+        """One line of progress, e.g. ``1 of 1 groups needed; group 1: 1 of 2 (alice)``."""
+        complete = sum(g.complete for g in self.groups)
+        return (f"{complete} of {self.group_threshold} group(s) complete; "
+                + "; ".join(g.describe() for g in self.groups))
+
+
+@dataclass(frozen=True)
 class Finished:
     """The ceremony is sealed; nothing more to answer."""
 
@@ -62,7 +124,7 @@ class Finished:
     root_public_key: str | None
 
 
-Prompt = BeginStep | ApprovalNeeded | ConfirmationNeeded | ActionReady | Finished
+Prompt = BeginStep | ApprovalNeeded | ConfirmationNeeded | ActionReady | SharesNeeded | Finished
 
 
 @dataclass(frozen=True)
@@ -92,7 +154,16 @@ class Abort:
     reason: str
 
 
-Answer = Begin | Approval | TypedConfirmation | Proceed | Abort
+@dataclass(frozen=True)
+class ShareOffered:
+    """A custodian presents their SLIP-39 share (recovery). The words never leave memory:
+    they are not recorded, not printed and not in ``repr``."""
+
+    participant: str
+    mnemonic: str = field(repr=False)
+
+
+Answer = Begin | Approval | TypedConfirmation | Proceed | Abort | ShareOffered
 
 
 @dataclass(frozen=True)
@@ -102,7 +173,7 @@ class Status:
     step_index: int  # 0-based index of the current step; == steps_total when all are done
     steps_total: int
     step_id: str | None
-    phase: str  # begin | approvals | witnesses | confirm | action | finished
+    phase: str  # begin | approvals | witnesses | confirm | shares | action | finished
     collected: tuple[str, ...]
     needed: int
     seq: int

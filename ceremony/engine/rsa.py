@@ -53,3 +53,56 @@ def rebuild_rsa(token: Token, seed: bytearray, spec: RootKeySpec, blob: bytes) -
         return token.unwrap_private(spec.kind, spec.label, spec.key_id, kek, blob)
     finally:
         wipe(kek)
+
+
+def public_from_blob(seed: bytearray, spec: RootKeySpec, blob: bytes) -> bytes:
+    """The public key (DER SubjectPublicKeyInfo) inside the wrapped blob, opened on the host.
+
+    A recovery compares the rebuilt key's fingerprint with the original's before any token
+    is touched: the KEK derived from ``seed`` opens the blob with ``cryptography``'s RFC 5649
+    unwrap (the same computation the token does), the PKCS#8 DER is read by its own length
+    (SoftHSM2 zero-pads it before wrapping; docs/kdf.md), and only its public half is kept.
+    A blob that does not open under these shares' KEK raises CheckFailed. (The unwrapped DER
+    is an immutable ``bytes``, as the derived keys passed to ``cryptography`` are: freed, not
+    wiped; docs/kdf.md, secret hygiene.)
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap_with_padding
+
+    from ceremony.errors import CheckFailed
+
+    if spec.kind not in st.RSA_BITS:
+        raise ValueError(f"{spec.kind} root keys are derived from the seed, not unwrapped")
+    kek = derive_kek(seed, spec)
+    try:
+        der = aes_key_unwrap_with_padding(bytes(kek), blob)
+    except InvalidUnwrap:
+        raise CheckFailed("the original's wrapped root key does not open under the "
+                          "key-encryption key these shares derive: they rebuild another "
+                          "seed; nothing was put on the token",
+                          requirement="CER-RECOVERY") from None
+    finally:
+        wipe(kek)
+    try:
+        key = serialization.load_der_private_key(der[:_der_length(der)], None)
+    except ValueError:
+        raise CheckFailed("the original's wrapped root key is not a PKCS#8 private key; "
+                          "nothing was put on the token", requirement="CER-RECOVERY") from None
+    finally:
+        del der
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise CheckFailed("the original's wrapped root key is not an RSA key; nothing was put "
+                          "on the token", requirement="CER-RECOVERY")
+    return key.public_key().public_bytes(serialization.Encoding.DER,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _der_length(der: bytes) -> int:
+    """The length of the DER SEQUENCE at the start of ``der`` (header included)."""
+    if len(der) < 2 or der[0] != 0x30:
+        return len(der)
+    if der[1] < 0x80:
+        return 2 + der[1]
+    size = der[1] & 0x7F
+    return 2 + size + int.from_bytes(der[2:2 + size], "big")

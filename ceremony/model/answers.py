@@ -1,4 +1,9 @@
-"""The answers file that drives a headless run: who approves each step, what is typed."""
+"""The answers file that drives a headless run: who approves each step, what is typed.
+
+For a recovery it also lists, under ``[[shares]]``, which custodian presents which share
+file, in the order they are presented (the files hold the secret words; the answers file
+only names them).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ceremony.errors import AnswersError
-from ceremony.model.script import ID_PATTERN, STEP_PATTERN, Script, article
-from ceremony.model.strict import Source, read_source
+from ceremony.model.script import ID_PATTERN, PARTICIPANT_PATTERN, STEP_PATTERN, Script, article
+from ceremony.model.strict import Fields, Source, read_source
 
 
 @dataclass(frozen=True)
@@ -20,11 +25,20 @@ class StepAnswers:
 
 
 @dataclass(frozen=True)
+class ShareAnswer:
+    """A recovery: ``participant`` presents the share in ``file`` (a share sheet or words)."""
+
+    participant: str
+    file: Path
+
+
+@dataclass(frozen=True)
 class Answers:
     ceremony_id: str
     identities: dict[str, Path]  # participant -> identity key file (rehearsal only)
     steps: dict[str, StepAnswers]
     source_name: str
+    shares: tuple[ShareAnswer, ...] = ()  # a recovery's shares, in the order presented
 
 
 def parse_answers(text: str, name: str, script: Script, base: Path) -> Answers:
@@ -70,8 +84,35 @@ def parse_answers(text: str, name: str, script: Script, base: Path) -> Answers:
         abort = s.text("abort", required=False, max_len=400)
         s.done()
         steps[sid] = StepAnswers(sid, approvals, witnesses, confirm, abort)
+    shares = _shares(top, script, base) if "shares" in top.data else ()
     top.done()
-    return Answers(ceremony_id, identities, steps, name)
+    return Answers(ceremony_id, identities, steps, name, shares)
+
+
+def _shares(top: Fields, script: Script, base: Path) -> tuple[ShareAnswer, ...]:
+    """[[shares]]: who presents which share file in a recovery, in order."""
+    if script.recovery is None:
+        raise top.fail("shares", "shares are presented only in a recovery (a script with a "
+                       "[recovery] table)", hint="remove [[shares]] from the answers file")
+    holders = [m for g in script.shares.groups for m in g.members]
+    out: list[ShareAnswer] = []
+    for sh in top.tables("shares", min_len=1, max_len=256):
+        who = sh.text("participant", pattern=PARTICIPANT_PATTERN, what="a participant id")
+        if who not in holders:
+            raise sh.fail("participant", f"{who!r} holds no share in the script's [shares]",
+                          hint=f"the holders are {', '.join(holders)}")
+        if any(a.participant == who for a in out):
+            raise sh.fail("participant", f"{who}'s share is listed twice",
+                          hint="each custodian presents their share once")
+        text = sh.text("file", max_len=400)
+        path = (base / text).resolve()
+        if not path.is_file():
+            raise sh.fail("file", f"{who}'s share file {text} does not exist",
+                          hint="give the path of the share sheet (relative to the answers "
+                               "file)")
+        sh.done()
+        out.append(ShareAnswer(who, path))
+    return tuple(out)
 
 
 def load_answers(path: Path, script: Script) -> Answers:

@@ -24,15 +24,19 @@ RSA_SIZES = (3072, 4096)
 # The ceremony rebuilds the seed from every minimal quorum of shares (CER-SHARES-PROOF); a
 # scheme with more quorums than this is refused (about ten seconds of proof here).
 MAX_PROOF_QUORUMS = 20000
-ACTIONS = ("none", "provision_root_key", "certify_root_key")
+ACTIONS = ("none", "provision_root_key", "certify_root_key", "recover_root_key")
 # How the token's user PIN is entered (docs/hsm-guide.md): "split" random PINs whose SLIP-39
 # shares crypto officers hold, the token's own "pin-pad", or a "known-pin" someone types.
 ACTIVATION_MODES = ("split", "pin-pad", "known-pin")
 # Who may hold a share of the token's PINs (witnesses and auditors only watch).
 OFFICER_ROLES = ("administrator", "custodian")
 # Steps whose action creates or exposes key material: the policy's quorum applies to them.
-# (Certifying signs with the root key, so it needs the quorum as well.)
-SENSITIVE_ACTIONS = ("provision_root_key", "certify_root_key")
+# (Certifying signs with the root key, so it needs the quorum as well; recovering rebuilds
+# the root key from the custodians' shares into a new token.)
+SENSITIVE_ACTIONS = ("provision_root_key", "certify_root_key", "recover_root_key")
+# The actions that put the root key on the token: provisioning, or (in a recovery script,
+# one with a [recovery] table) rebuilding it from the shares of an earlier ceremony.
+KEY_ACTIONS = ("provision_root_key", "recover_root_key")
 
 ID_PATTERN = r"[a-z0-9][a-z0-9._-]{2,63}"
 PARTICIPANT_PATTERN = r"[a-z][a-z0-9_-]{0,31}"
@@ -159,6 +163,24 @@ class TokenSpec:
 
 
 @dataclass(frozen=True)
+class RecoverySpec:
+    """[recovery]: the earlier ceremony whose root key a recovery script rebuilds.
+
+    ``transcript_head`` is that ceremony's transcript head (the SHA-256 of its seal line,
+    which ``ceremony verify`` prints) and ``root_fingerprint`` its root key's fingerprint:
+    a recovery approved under this script can only rebuild exactly that key.
+    """
+
+    ceremony: str
+    transcript_head: str
+    root_fingerprint: str
+
+    def definition(self) -> dict[str, str]:
+        return {"ceremony": self.ceremony, "transcript_head": self.transcript_head,
+                "root_fingerprint": self.root_fingerprint}
+
+
+@dataclass(frozen=True)
 class Script:
     ceremony_id: str
     version: int
@@ -174,6 +196,13 @@ class Script:
     source_name: str
     # [root_key.certificate]: what a certify_root_key step makes (None: no such step).
     certificate: CertificateSpec | None = None
+    # [recovery]: the original ceremony a recover_root_key step rebuilds the key of.
+    recovery: RecoverySpec | None = None
+
+    @property
+    def key_action(self) -> str:
+        """The action that puts the root key on the token in this script."""
+        return "recover_root_key" if self.recovery is not None else "provision_root_key"
 
     def participant(self, pid: str) -> Participant | None:
         return next((p for p in self.participants if p.id == pid), None)
@@ -192,13 +221,15 @@ class Script:
             "approvers": list(step.approvers), "witnesses": step.witnesses,
             "confirm": step.confirm,
         }
-        if step.action == "provision_root_key":
+        if step.action in KEY_ACTIONS:
             rk = self.root_key
             out["root_key"] = {"kind": rk.kind, "label": rk.label, "id": rk.key_id,
                                "lifetime_days": rk.lifetime_days}
             out["shares"] = {"group_threshold": self.shares.group_threshold,
                              "groups": [{"threshold": g.threshold, "members": list(g.members)}
                                         for g in self.shares.groups]}
+        if step.action == "recover_root_key" and self.recovery is not None:
+            out["recovery"] = self.recovery.definition()
         if step.action == "certify_root_key" and self.certificate is not None:
             out.update(_certify_definition(self))
         return out
@@ -408,20 +439,55 @@ def parse_script(text: str, name: str) -> Script:
         s.done()
         steps.append(Step(sid, stitle, instructions, action, approvals, approvers,
                           n_witnesses, confirm))
-    provisions = [i for i, s in enumerate(steps) if s.action == "provision_root_key"]
-    if len(provisions) != 1:
-        raise top.fail("steps", f"must have exactly one step with action = "
-                                f"\"provision_root_key\", not {len(provisions)}")
-    _check_certify_steps(top, steps, provisions[0], certificate is not None)
+    rec = top.table("recovery", required=False)
+    recovery = _recovery(rec, ceremony_id) if rec is not None else None
+    key_steps = _check_key_steps(top, steps, recovery is not None)
+    _check_certify_steps(top, steps, key_steps, certificate is not None)
     top.done()
     return Script(ceremony_id, version, title, policy_path, policy_sha, token,
                   tuple(participants), root_key, shares, tuple(steps),
-                  sha256_hex(text.encode("utf-8")), name, certificate)
+                  sha256_hex(text.encode("utf-8")), name, certificate, recovery)
+
+
+def _recovery(rec: Fields, ceremony_id: str) -> RecoverySpec:
+    """[recovery]: which ceremony's root key this recovery script rebuilds."""
+    original = rec.text("ceremony", pattern=ID_PATTERN, what="the original ceremony's id")
+    if original == ceremony_id:
+        raise rec.fail("ceremony", "is this script's own ceremony_id; a recovery is a new "
+                       "ceremony with an id of its own", hint="give the recovery a new "
+                       "ceremony_id, and name the original ceremony here")
+    hexdigest = r"[0-9a-f]{64}"
+    head = rec.text("transcript_head", pattern=hexdigest, what="64 lower-case hex digits "
+                    "(the original's transcript head, as `ceremony verify` prints it)")
+    fingerprint = rec.text("root_fingerprint", pattern=hexdigest, what="64 lower-case hex "
+                           "digits (the original's root key fingerprint)")
+    rec.done()
+    return RecoverySpec(original, head, fingerprint)
+
+
+def _check_key_steps(top: Fields, steps: list[Step], recovery: bool) -> int:
+    """Exactly one step puts the root key on the token: provisioning it, or, in a
+    recovery script, rebuilding it; the other action may not appear. Its index."""
+    wanted = "recover_root_key" if recovery else "provision_root_key"
+    other = "provision_root_key" if recovery else "recover_root_key"
+    found = [i for i, s in enumerate(steps) if s.action == wanted]
+    for i, s in enumerate(steps):
+        if s.action == other:
+            why = ("a recovery script rebuilds the root key of the ceremony its [recovery] "
+                   "table names; it does not provision a new one") if recovery else (
+                   "recover_root_key needs a [recovery] table naming the ceremony whose "
+                   "root key it rebuilds")
+            raise top.source.fail(("steps", i, "action"), why,
+                                  hint="see docs/recovery-guide.md")
+    if len(found) != 1:
+        raise top.fail("steps", f"must have exactly one step with action = "
+                                f"\"{wanted}\", not {len(found)}")
+    return found[0]
 
 
 def _check_certify_steps(top: Fields, steps: list[Step], provision: int,
                          has_spec: bool) -> None:
-    """At most one certify_root_key step, after provisioning, and only with a spec."""
+    """At most one certify_root_key step, after the root key exists, and only with a spec."""
     certify = [i for i, s in enumerate(steps) if s.action == "certify_root_key"]
     if len(certify) > 1:
         raise top.source.fail(("steps", certify[1], "action"), "must be the only step with "
@@ -429,7 +495,7 @@ def _check_certify_steps(top: Fields, steps: list[Step], provision: int,
     if certify and certify[0] < provision:
         raise top.source.fail(("steps", certify[0], "action"), "the root key is certified "
                               "before it exists: this step comes before the "
-                              "provision_root_key step", hint="move the step after "
+                              f"{steps[provision].action} step", hint="move the step after "
                               f"{steps[provision].id!r}")
     if certify and not has_spec:
         raise top.source.fail(("steps", certify[0], "action"), "certify_root_key needs a "

@@ -25,6 +25,11 @@ def render(report: Report) -> str:
         kind = " REHEARSAL" if report.rehearsal else ""
         out.append(f"VERIFIED{kind}: ceremony {report.ceremony_id}, outcome {report.outcome}, "
                    f"{report.entries} entries, head {report.head}")
+        if report.original is not None:
+            who = ", ".join(report.original["contributors"]) or "nobody"
+            out.append(f"RECOVERY of ceremony {report.original['ceremony_id']} (head "
+                       f"{report.original['head']}): its root key, rebuilt from the shares "
+                       f"of {who}")
     else:
         failed = report.first_failure
         assert failed is not None

@@ -11,10 +11,13 @@ The steps, in order (docs/transcript-format.md specifies each rule):
 2. parse      script and policy parse strictly; every transcript line is canonical JSON
 3. chain      seq counts from 0, each prev is the SHA-256 of the line before, one ceremony
 4. time       every timestamp is UTC with microseconds and never goes backwards
-5. start      the first entry starts the ceremony and pins the script and policy digests
+5. start      the first entry starts the ceremony and pins the script and policy digests;
+               a recovery carries a copy of its original bundle, which verifies and is the
+               one its script names
 6. signatures approvals, acknowledgements, checkpoints and the seal verify
 7. quorum     the token was logged in to as the script requires (split-knowledge officers);
-               each completed step had its approvals, witnesses and confirmation, in order
+               each completed step had its approvals, witnesses and confirmation, in order;
+               a recovery's key was rebuilt from recorded shares that reach the thresholds
 8. policy     the script complies with its policy (for a rehearsal, as recorded)
 9. seal       the last entry is the seal, covering everything before it, with a valid outcome
 10. checksums SHA256SUMS lists every file with its digest and is signed by the transcript key
@@ -40,6 +43,16 @@ from ceremony.canonical import sha256_hex
 from ceremony.errors import BundleFormatError, CeremonyError
 from ceremony.model import statements as st
 from ceremony.model.policy import Policy, parse_policy
+from ceremony.model.recovery import (
+    FINGERPRINT_CHECK,
+    ORIGINAL_DIR,
+    SEED_CHECK,
+    NotRecoverable,
+    Original,
+    quorum_reached,
+    read_original,
+    recovery_problem,
+)
 from ceremony.model.rules import check_policy
 from ceremony.model.script import Script, Step, parse_script
 from ceremony.transcript import (
@@ -78,6 +91,11 @@ PAYLOAD_FIELDS: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in {
     "entropy.collected": ("sources", "combiner", "seed_bytes"),
     "root_key.created": ("kind", "label", "id", "public_key", "fingerprint", "pairwise_check",
                          "attributes", "derivation", "wrapped"),
+    "share.presented": ("participant", "group", "member", "commitment"),
+    "root_key.recovered": ("kind", "label", "id", "public_key", "fingerprint",
+                           "original_ceremony", "original_head", "contributors",
+                           "fingerprint_check", "seed_check", "pairwise_check", "attributes",
+                           "derivation"),
     "shares.created": ("scheme", "identifier", "group_threshold", "groups", "holders",
                        "seed_fingerprint", "reconstruction_check", "iteration_exponent",
                        "extendable", "passphrase"),
@@ -138,6 +156,8 @@ class Report:
     root_fingerprint: str | None = None
     entries: int = 0
     approvals: list[dict[str, str]] = field(default_factory=list)
+    # A recovery: the original ceremony (id, head, root fingerprint) and who gave shares.
+    original: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -152,7 +172,7 @@ class Report:
                 "rehearsal": self.rehearsal, "outcome": self.outcome, "head": self.head,
                 "entries": self.entries, "root_public_key": self.root_public_key,
                 "root_fingerprint": self.root_fingerprint, "approvals": self.approvals,
-                "steps": [s.as_dict() for s in self.steps]}
+                "original": self.original, "steps": [s.as_dict() for s in self.steps]}
 
 
 class _Fail(Exception):
@@ -296,6 +316,39 @@ def _start(ctx: dict[str, Any], report: Report) -> None:
         if line.entry.event == "ceremony.started":
             raise _Fail("a second ceremony.started entry", line)
     report.rehearsal = p["rehearsal"]
+    if script.recovery is not None:
+        _check_original(ctx, report, first)
+
+
+def _check_original(ctx: dict[str, Any], report: Report, first: Line) -> None:
+    """A recovery bundle's copy of the original verifies and is what its script names."""
+    script: Script = ctx["script"]
+    path: Path = ctx["bundle"] / ORIGINAL_DIR
+    if not path.is_dir():
+        raise _Fail(f"a recovery bundle carries a copy of the original bundle in "
+                    f"{ORIGINAL_DIR}/, and this one has none", first,
+                    requirement="CER-RECOVERY")
+    inner = verify_bundle(path)
+    failure = inner.first_failure
+    if failure is not None:
+        raise _Fail(f"the copy of the original bundle in {ORIGINAL_DIR}/ does not verify "
+                    f"(step {failure.number}, {failure.name}: {failure.detail})", first,
+                    requirement="CER-RECOVERY")
+    try:
+        original = read_original(
+            parse_script((path / SCRIPT_FILE).read_bytes().decode("utf-8"), SCRIPT_FILE),
+            parse_lines((path / TRANSCRIPT_FILE).read_bytes(), TRANSCRIPT_FILE))
+    except NotRecoverable as exc:
+        raise _Fail(exc.message, first, requirement="CER-RECOVERY") from None
+    except (OSError, UnicodeDecodeError, CeremonyError):
+        raise _Fail(f"the copy of the original bundle in {ORIGINAL_DIR}/ cannot be read",
+                    first, requirement="CER-RECOVERY") from None
+    problem = recovery_problem(script, original, rehearsal=report.rehearsal is True)
+    if problem:
+        raise _Fail(problem, first, requirement="CER-RECOVERY")
+    ctx["original"] = original
+    report.original = {"ceremony_id": original.ceremony_id, "head": original.head,
+                       "root_fingerprint": original.fingerprint, "contributors": []}
 
 
 # ---------------------------------------------------------------- 6. signatures
@@ -339,13 +392,21 @@ def _signatures(ctx: dict[str, Any], report: Report) -> None:
                                      st.message(expected)):
                 raise _Fail("the checkpoint signature does not verify with the transcript "
                             "key", line)
-        elif e.event == "root_key.created":
+        elif e.event in ("root_key.created", "root_key.recovered"):
             root = _root_key(script, line)
-            ctx["wrapped"] = _wrapped_record(root[0], line)
             report.root_public_key = p["public_key"]
             report.root_fingerprint = sha256_hex(root[1])
             if p["fingerprint"] != report.root_fingerprint:
                 raise _Fail("the root key fingerprint does not match its public key", line)
+            if e.event == "root_key.created":
+                ctx["wrapped"] = _wrapped_record(root[0], line)
+            else:  # the original's key, whose wrapped export (RSA) stays in original/
+                ctx["wrapped"] = None
+                original: Original | None = ctx.get("original")
+                if original is None or (p["public_key"], p["fingerprint"]) != (
+                        original.public_key, original.fingerprint):
+                    raise _Fail("the recovered root key is not the root key of the original "
+                                "ceremony", line, requirement="CER-RECOVERY")
         elif e.event in ("action.rolled_back", "ceremony.aborted"):
             if e.event == "ceremony.aborted" or not _certify_step(script, e.step):
                 root = None  # (undoing a certification leaves the root key in place)
@@ -416,6 +477,8 @@ class _Attempt:
     confirmed: bool = False
     action_open: bool = False
     action_done: bool = False
+    presented: list[tuple[str, int, int]] = field(default_factory=list)  # recovery shares
+    recovered: bool = False
 
 
 def _step_digest(script: Script, step: Step) -> str:
@@ -477,18 +540,28 @@ def _quorum(ctx: dict[str, Any], report: Report) -> None:
                             line)
             _require_authorized(step, attempt, line)
             attempt.action_open, attempt.action_done = True, False
-        elif e.event in ("entropy.collected", "root_key.created", "shares.created",
-                         "certificate.created", "csr.created", "action.completed"):
+            attempt.presented, attempt.recovered = [], False
+        elif e.event in ACTION_EVENTS or e.event == "action.completed":
             if not attempt.action_open:
                 raise _Fail(f"{e.event} outside an action", line)
+            if ACTION_EVENTS.get(e.event, step.action) != step.action:
+                raise _Fail(f"{e.event} in a {step.action} step", line)
             if e.event == "entropy.collected":
                 _check_entropy(p, line)
             if e.event == "shares.created":
                 _check_share_proof(script, p, line)
+            if e.event == "share.presented":
+                _check_presented(ctx["original"], attempt, line)
+            if e.event == "root_key.recovered":
+                _check_recovered(script, attempt, line, report)
             if e.event == "action.completed":
+                if step.action == "recover_root_key" and not attempt.recovered:
+                    raise _Fail(f"step {step.id!r} completed its action without recovering "
+                                "the root key", line, requirement="CER-RECOVERY")
                 attempt.action_open, attempt.action_done = False, True
         elif e.event == "action.rolled_back":
             attempt.action_open = attempt.action_done = False
+            attempt.presented, attempt.recovered = [], False
         elif e.event == "step.completed":
             _require_authorized(step, attempt, line)
             if step.action != "none" and not attempt.action_done:
@@ -497,6 +570,53 @@ def _quorum(ctx: dict[str, Any], report: Report) -> None:
             attempt = None
     ctx["completed_steps"] = index
     ctx["aborted"] = aborted
+
+
+# The events that happen only inside an action, and the action each belongs to.
+ACTION_EVENTS = {"entropy.collected": "provision_root_key", "root_key.created":
+                 "provision_root_key", "shares.created": "provision_root_key",
+                 "certificate.created": "certify_root_key", "csr.created": "certify_root_key",
+                 "share.presented": "recover_root_key",
+                 "root_key.recovered": "recover_root_key"}
+
+
+def _check_presented(original: Original, attempt: _Attempt, line: Line) -> None:
+    """A share presented in a recovery is a holder's, as the original recorded it, once."""
+    e, p = line.entry, line.entry.payload
+    holder = original.holder(e.actor)
+    if p["participant"] != e.actor or holder is None or (
+            p["group"], p["member"], p["commitment"]) != (holder.group, holder.member,
+                                                          holder.commitment):
+        raise _Fail(f"{e.actor!r} presented a share that is not the one ceremony "
+                    f"{original.ceremony_id} recorded for them", line,
+                    requirement="CER-RECOVERY")
+    if any(who == e.actor for who, _, _ in attempt.presented):
+        raise _Fail(f"{e.actor!r} presented a share twice", line, requirement="CER-RECOVERY")
+    attempt.presented.append((e.actor, holder.group, holder.member))
+
+
+def _check_recovered(script: Script, attempt: _Attempt, line: Line, report: Report) -> None:
+    """The recovered key names its contributors and original, from shares that suffice."""
+    p = line.entry.payload
+    expected = [{"participant": who, "group": group, "member": member}
+                for who, group, member in attempt.presented]
+    if p["contributors"] != expected:
+        raise _Fail("root_key.recovered names other contributors than the custodians who "
+                    "presented shares", line, requirement="CER-RECOVERY")
+    if not quorum_reached(script, attempt.presented):
+        raise _Fail(f"the root key was recovered from {len(expected)} share(s), which do not "
+                    "reach the share thresholds", line, requirement="CER-RECOVERY")
+    spec = script.recovery
+    if spec is None or (p["original_ceremony"], p["original_head"]) != (
+            spec.ceremony, spec.transcript_head):
+        raise _Fail("root_key.recovered names another original than the script's [recovery]",
+                    line, requirement="CER-RECOVERY")
+    if (p["fingerprint_check"], p["seed_check"]) != (FINGERPRINT_CHECK, SEED_CHECK):
+        raise _Fail("root_key.recovered does not record that the key was checked against the "
+                    "original before the token was used", line, requirement="CER-RECOVERY")
+    attempt.recovered = True
+    if report.original is not None:
+        report.original["contributors"] = [who for who, _, _ in attempt.presented]
 
 
 def _check_share_proof(script: Script, payload: dict[str, Any], line: Line) -> None:
