@@ -93,7 +93,14 @@ async def main() -> None:
                 "alice", "Alice Custodian", 1, 1, bytearray(FAKE_SHARE.encode()))))
             await settle(p)
             save("09-private-share")
-            await p.press("w")
+            await p.press("w")  # written down: now type it back
+            await settle(p)
+            await type_text(p, " ".join(w[:4] for w in FAKE_SHARE.split()[:5]) + " ")
+            await settle(p)
+            save("09b-type-back")
+            await p.press("escape")  # back to the shown share, then hide it
+            await settle(p)
+            await p.press("escape")
             await settle(p)
             await drive(p, stop=lambda q, i: isinstance(q, BeginStep) and i == 2)
             await p.press("t", "enter")

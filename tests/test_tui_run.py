@@ -33,6 +33,7 @@ from ceremony.tui.screens import (
     HelpModal,
     PrivateShareScreen,
     RollCallScreen,
+    TypeBackScreen,
 )
 from ceremony.verify.core import verify_bundle
 from tests.conftest import SoftHsm, require
@@ -47,6 +48,7 @@ from tests.tui_helpers import (
     screen_text,
     settle,
     sync,
+    type_back,
     type_text,
 )
 
@@ -87,14 +89,15 @@ def after_provisioning(prompt: Prompt, index: int) -> bool:
 @sync
 async def test_full_ceremony_on_softhsm(tmp_path: Path, softhsm: SoftHsm, cast: Cast,
                                         policy_text: str) -> None:
-    """Start screen -> PIN -> roll call -> every step -> shares -> sealed, verified bundle."""
+    """Start screen -> PIN -> roll call -> every step -> shares shown and typed back ->
+    sealed, verified bundle."""
     app = CeremonyApp(softhsm_setup(tmp_path, softhsm, cast, policy_text))
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         assert "… waiting token" in screen_text(app)
         await open_and_roll_call(pilot, pin=softhsm.pin)
         assert isinstance(app.screen, CeremonyScreen)
-        await drive(pilot)
+        await drive(pilot, keys=1)  # the first share typed back key by key, with completion
         text = screen_text(app)
         assert "COMPLETED and sealed" in text
     bundle = tmp_path / "bundle"
@@ -177,8 +180,15 @@ async def test_share_is_wiped_from_screen_and_memory(tmp_path: Path, cast: Cast,
         assert isinstance(app.screen, PrivateShareScreen)
         shown = screen_text(app)
         assert all(f"{i}. {w}" in shown for i, w in enumerate(share, start=1))
-        await pilot.press("w")
+        await pilot.press("w")  # written down: now it is typed back, the words hidden
         await settle(pilot)
+        assert isinstance(app.screen, TypeBackScreen)
+        typing = screen_text(app)
+        assert not any(f"{i}. {w}" in typing for i, w in enumerate(share, start=1))
+        assert not any(" ".join(share[i:i + 3]) in typing for i in range(len(share) - 2))
+        assert any(secret) and not slot.delivered  # kept until it is typed back
+        await type_back(pilot, share, keys=False)
+        assert isinstance(app.screen, DistributionScreen)
         after = screen_text(app)
         assert not any(f"{i}. {w}" in after for i, w in enumerate(share, start=1))
         assert not any(" ".join(share[i:i + 3]) in after for i in range(len(share) - 2))

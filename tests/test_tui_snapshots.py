@@ -18,7 +18,14 @@ from ceremony.rehearsal import Cast
 from ceremony.tui.app import CeremonyApp
 from ceremony.tui.screens import PrivateShareScreen
 from ceremony.tui.shares import ShareSlot
-from tests.tui_helpers import drive, fake_setup, open_and_roll_call, settle
+from tests.tui_helpers import (
+    drive,
+    fake_setup,
+    open_and_roll_call,
+    settle,
+    type_back,
+    type_text,
+)
 
 # SLIP-39 test vector 1 (a public test share): a fixed "share" for the private screen.
 FAKE_SHARE = ("duckling enlarge academic academic agency result length solution fridge "
@@ -83,6 +90,25 @@ def test_private_share_screen(snap_compare: Compare, cast: Cast, policy_text: st
         await settle(pilot)
 
     assert snap_compare(make_app(cast, policy_text), run_before=show)
+
+
+def test_type_back_screen(snap_compare: Compare, cast: Cast, policy_text: str) -> None:
+    """Half the share typed back, a word refused, the next one completed from 4 letters."""
+    slot = ShareSlot("alice", "Alice Custodian", 1, 1, bytearray(FAKE_SHARE.encode()))
+    words = FAKE_SHARE.split()
+
+    async def typing(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        pilot.app.push_screen(PrivateShareScreen(slot))
+        await settle(pilot)
+        await pilot.press("w")
+        await settle(pilot)
+        await type_back(pilot, words[:9], keys=False)
+        await type_text(pilot, "qzxv ")  # not a SLIP-39 word: word 10 is refused
+        await type_text(pilot, words[9][:4])  # the field completes it
+        await settle(pilot)
+
+    assert snap_compare(make_app(cast, policy_text), run_before=typing)
 
 
 def test_error_modal(snap_compare: Compare, cast: Cast, policy_text: str) -> None:

@@ -9,7 +9,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, ParamSpec
 
+from textual import events
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from ceremony.adapters.slip39 import Slip39Splitter
 from ceremony.engine.core import Devices
@@ -24,7 +26,12 @@ from ceremony.engine.prompts import (
 from ceremony.model.policy import parse_policy
 from ceremony.rehearsal import Cast
 from ceremony.tui.app import CeremonyApp, OpenedDevices, RunSetup
-from ceremony.tui.screens import DistributionScreen, PrivacyModal, PrivateShareScreen
+from ceremony.tui.screens import (
+    DistributionScreen,
+    PrivacyModal,
+    PrivateShareScreen,
+    TypeBackScreen,
+)
 from ceremony.tui.shares import PrivateShares
 from tests.fakes import FakeToken, SeededRandom, TickingClock
 
@@ -131,11 +138,36 @@ async def open_and_roll_call(pilot: Pilot[Any], pin: str | None = None) -> None:
     assert app.engine is not None
 
 
-async def hand_out_shares(pilot: Pilot[Any], seen: list[str] | None = None) -> None:
+def prefixes(share: list[str]) -> str:
+    """A share as a custodian types it back: each word's first four letters, then a space
+    (the field completes the word)."""
+    return "".join(f"{word[:4]} " for word in share)
+
+
+async def type_back(pilot: Pilot[Any], share: list[str], *, keys: bool = True) -> None:
+    """Type ``share`` (or a part of it) into the type-back field: key by key (about 60 ms a
+    key under Pilot: four letters and a space a word), or pasted at once (the field takes a
+    paste as typed: every whole word in it, in order)."""
+    app = pilot.app
+    assert isinstance(app.screen, TypeBackScreen)
+    if keys:
+        await type_text(pilot, prefixes(share))
+    else:
+        app.screen.query_one("#word", Input).post_message(events.Paste(prefixes(share)))
+    await settle(pilot)
+
+
+async def hand_out_shares(pilot: Pilot[Any], seen: list[str] | None = None,
+                          keys: int = 0) -> None:
+    """Every custodian in turn: Enter, nobody else looking, the share, w, the share typed
+    back (four letters a word). The first ``keys`` shares are typed key by key, the others
+    pasted, which takes the same path through the field but saves ~9 s a 33-word share."""
     app = pilot.app
     assert isinstance(app, CeremonyApp) and app.shares is not None
     assert isinstance(app.screen, DistributionScreen)
+    handed = 0
     while app.shares.pending():
+        slot = app.shares.pending()[0]
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, PrivacyModal)
@@ -144,15 +176,23 @@ async def hand_out_shares(pilot: Pilot[Any], seen: list[str] | None = None) -> N
         assert isinstance(app.screen, PrivateShareScreen)
         if seen is not None:
             seen.append(screen_text(app))
+        share = slot.words()
         await pilot.press("w")
         await settle(pilot)
+        assert isinstance(app.screen, TypeBackScreen)
+        assert not slot.delivered  # nothing advances before the share is typed back
+        await type_back(pilot, share, keys=handed < keys)
+        assert slot.delivered and not any(slot.secret), "the typed-back share did not match"
+        assert isinstance(app.screen, DistributionScreen)
+        handed += 1
     await pilot.press("c")
     await settle(pilot)
 
 
 async def drive(pilot: Pilot[Any], stop: Callable[[Prompt, int], bool] | None = None,
-                max_steps: int = 60) -> None:
-    """Answer prompts through the keyboard, as the people in the room would."""
+                max_steps: int = 60, keys: int = 0) -> None:
+    """Answer prompts through the keyboard, as the people in the room would; every share
+    is typed back (the first ``keys`` key by key, see hand_out_shares)."""
     app = pilot.app
     assert isinstance(app, CeremonyApp) and app.engine is not None
     for _ in range(max_steps):
@@ -171,5 +211,5 @@ async def drive(pilot: Pilot[Any], stop: Callable[[Prompt, int], bool] | None = 
             await pilot.press("n")
         await settle(pilot)
         if isinstance(app.screen, DistributionScreen):
-            await hand_out_shares(pilot)
+            await hand_out_shares(pilot, keys=keys)
     raise AssertionError("the ceremony did not finish")

@@ -436,19 +436,24 @@ class CeremonyApp(App[str]):
     def abort(self, reason: str) -> None:
         from ceremony.engine.prompts import Abort
 
-        def done(_: Prompt) -> None:
-            from ceremony.tui.screens import AbortedModal
+        engine = self.engine
+        if engine is None:
+            return
 
-            engine = self.engine
+        def done(_: Prompt) -> None:
+            from ceremony.tui.screens import AbortedModal, DistributionScreen
+
+            # Aborted while handing out shares: the rollback removed them; back to the step.
+            while isinstance(self.screen, DistributionScreen):
+                self.pop_screen()
             self.refresh_screen()
-            if engine is None:
-                return
             entries = read_entries(engine.writer.path)
             aborted = next((e for e in reversed(entries) if e.event == "ceremony.aborted"),
                            None)
             self.push_screen(AbortedModal(aborted.payload if aborted else {}))
 
-        self.submit(Abort(reason), "Aborting: rolling back on the token", done)
+        self.call_engine("Aborting: rolling back on the token",
+                         lambda: engine.submit(Abort(reason)), done)
 
     # ------------------------------------------------------------ helpers for screens
 

@@ -12,7 +12,9 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.screen import ModalScreen, Screen
+from textual.suggester import Suggester
 from textual.widgets import (
     Button,
     Footer,
@@ -26,6 +28,7 @@ from textual.widgets.option_list import Option
 
 from ceremony.display import words
 from ceremony.errors import CeremonyError
+from ceremony.tui import typeback
 from ceremony.tui.widgets import (
     CURRENT,
     DONE,
@@ -657,17 +660,18 @@ class CeremonyScreen(_Base):
 
 
 class DistributionScreen(_Base):
-    """Each custodian in turn asks for their share, to be shown on a private screen."""
+    """Each custodian in turn sees their share on a private screen, then types it back."""
 
     BINDINGS = [  # noqa: RUF012
         Binding("c", "done", "Continue"),
+        Binding("a", "abort", "Abort"),
     ]
 
     def compose(self) -> ComposeResult:
         yield Static(id="title", classes="bar")
         yield Static("Hand out the shares. Each custodian in turn: select your name and "
-                     "press Enter to see your share privately. Everyone else looks away.",
-                     id="dist-help")
+                     "press Enter to see your share privately, write it down, then type it "
+                     "back. Everyone else looks away.", id="dist-help")
         yield OptionList(id="holders")
         yield Static(id="dist-status")
         yield Footer()
@@ -685,7 +689,7 @@ class DistributionScreen(_Base):
         holders = self.query_one("#holders", OptionList)
         options = []
         for slot in self._slots():
-            mark = f"{DONE} written down" if slot.delivered else f"{WAITING} press Enter"
+            mark = f"{DONE} typed back" if slot.delivered else f"{WAITING} press Enter"
             options.append(Option(Text(f"{slot.name} ({slot.participant}), group "
                                        f"{slot.group} member {slot.member}: {mark}"),
                                   id=slot.key, disabled=slot.delivered))
@@ -722,6 +726,10 @@ class DistributionScreen(_Base):
             self.dismiss()
             self.ceremony.refresh_screen()
 
+    def action_abort(self) -> None:
+        """The only way past a share nobody can type back: abort the ceremony (ABORT)."""
+        self.app.push_screen(AbortModal())
+
 
 class PrivacyModal(ModalScreen[bool]):
     """"Is anyone else looking?" before a share appears."""
@@ -757,10 +765,15 @@ class PrivacyModal(ModalScreen[bool]):
 
 
 class PrivateShareScreen(Screen[None]):
-    """One custodian's share words, numbered; wiped when they confirm they wrote it down."""
+    """One custodian's share words, numbered; then they type it back (TypeBackScreen).
+
+    The words leave this screen the moment typing starts; the share is wiped once what the
+    custodian types matches it. Esc hides the share without handing it out (it stays to do).
+    """
 
     BINDINGS = [  # noqa: RUF012
-        Binding("w", "written", "I have written it down"),
+        Binding("w", "written", "Written down: type it back"),
+        Binding("escape", "hide", "Hide it (not handed out)"),
     ]
 
     def __init__(self, slot: ShareSlot) -> None:
@@ -772,13 +785,17 @@ class PrivateShareScreen(Screen[None]):
                           f"group {self.slot.group} member {self.slot.member}",
                           style="bold reverse"), classes="bar")
         yield Static(id="share-words")
-        yield Static("Write the words down in order, on the share sheet. Then press w: the "
-                     "share is wiped from this screen and from memory.", markup=False,
-                     id="share-help")
-        yield Button("I have written it down (w)", id="written", compact=True)
+        yield Static("Write the words down in order, on the share sheet. Then press w and "
+                     "type them back from the sheet: the words leave the screen while you "
+                     "type, and the share is wiped from memory once what you type matches.",
+                     markup=False, id="share-help")
+        yield Button("Written down: type it back (w)", id="written", compact=True)
         yield Footer()
 
     def on_mount(self) -> None:
+        self._show()
+
+    def _show(self) -> None:
         items = self.slot.words()
         rows = (len(items) + 2) // 3
         text = Text()
@@ -792,13 +809,205 @@ class PrivateShareScreen(Screen[None]):
         self.query_one("#share-words", Static).update(text)
         self.query_one("#written", Button).focus()
 
+    def _hide(self) -> None:
+        self.query_one("#share-words", Static).update("")
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.action_written()
 
     def action_written(self) -> None:
-        self.slot.wipe()
-        self.query_one("#share-words", Static).update("")
+        """Hide the words, then the custodian types the share back from their sheet."""
+        if self.slot.delivered:
+            return
+        self._hide()
+
+        def typed_back(result: str | None) -> None:
+            if result == TypeBackScreen.MATCHED:
+                self.dismiss()  # the share is already wiped
+            else:
+                self._show()  # back to see the share again
+
+        self.app.push_screen(TypeBackScreen(self.slot), typed_back)
+
+    def action_hide(self) -> None:
+        self._hide()
         self.dismiss()
+
+
+class WordSuggester(Suggester):
+    """Completes a SLIP-39 word from its first four letters; caches nothing typed."""
+
+    def __init__(self) -> None:
+        super().__init__(use_cache=False, case_sensitive=False)
+
+    async def get_suggestion(self, value: str) -> str | None:
+        return typeback.suggestion(value)
+
+
+class ShareWordInput(Input):
+    """The field one share word is typed into; Backspace in the empty field goes back."""
+
+    class Back(Message):
+        """Backspace with nothing typed: drop the last word taken."""
+
+    def action_delete_left(self) -> None:
+        if not self.value:
+            self.post_message(self.Back())
+            return
+        super().action_delete_left()
+
+
+class TypeBackScreen(Screen[str]):
+    """The custodian types their share back, word by word, until it matches the one shown.
+
+    Each word is taken at Space or Enter (four letters name a SLIP-39 word: the rest is
+    completed) and marked: a SLIP-39 word or not. After the last word, the RS1024 checksum,
+    then an exact, constant-time match with the share shown. Every sentence names positions,
+    never a word. The field holds one word at most and is cleared as each word is taken; the
+    words taken are kept as indices in a bytearray (typeback.TypedShare), wiped on leaving.
+    Nothing advances until the share matches: Esc only goes back to see it again.
+    """
+
+    MATCHED = "matched"
+    BACK = "back"
+
+    BINDINGS = [  # noqa: RUF012
+        Binding("escape", "back", "Show my share again"),
+    ]
+
+    def __init__(self, slot: ShareSlot) -> None:
+        super().__init__()
+        self.slot = slot
+        self.typed = typeback.TypedShare(typeback.word_count(slot.secret))
+        self.flagged: int | None = None  # the position the last refusal is about
+        self.said = Text()  # the last sentence: positions only, never a word
+
+    def compose(self) -> ComposeResult:
+        slot = self.slot
+        yield Static(Text(f"PRIVATE: type back the share of {slot.name} ({slot.participant}),"
+                          f" group {slot.group} member {slot.member}", style="bold reverse"),
+                     classes="bar")
+        yield Static("Type your share back from your sheet, one word at a time: four letters "
+                     "are enough (the word is completed), then Space or Enter. Backspace in "
+                     "the empty field goes back a word; Esc shows your share again.",
+                     markup=False, id="typeback-help")
+        yield Static(id="typeback-marks")
+        yield Static(id="typeback-status")
+        with Horizontal(id="typeback-row"):
+            yield Static(id="typeback-label")
+            yield ShareWordInput(id="word", suggester=WordSuggester(), compact=True,
+                                 placeholder="first four letters, then Space")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.refresh_view()
+        self.query_one("#word", ShareWordInput).focus()
+
+    def on_unmount(self) -> None:
+        self.typed.wipe()
+
+    def refresh_view(self) -> None:
+        typed = self.typed
+        self.query_one("#typeback-marks", Static).update(self._marks())
+        self.query_one("#typeback-status", Static).update(self.said)
+        label = (f"word {typed.count + 1} of {typed.length}: " if not typed.complete
+                 else "checking: ")
+        self.query_one("#typeback-label", Static).update(Text(label, style="bold"))
+
+    def _marks(self) -> Text:
+        """One mark a position: ✓ typed, ▶ next, ✗ refused, … to come."""
+        typed = self.typed
+        columns = 10 if typed.length <= 20 else 11
+        text = Text()
+        for n in range(1, typed.length + 1):
+            if n <= typed.count:
+                mark = DONE
+            elif n == self.flagged:
+                mark = MISSING
+            elif n == typed.count + 1:
+                mark = CURRENT
+            else:
+                mark = WAITING
+            text.append(f"{n:>2} {mark}  ")
+            if n % columns == 0 and n < typed.length:
+                text.append("\n")
+        return text
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        field = event.input
+        if field.id == "word" and any(c.isspace() for c in field.value):
+            self._take(field, final=False)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "word":
+            self._take(event.input, final=True)
+
+    def on_share_word_input_back(self, event: ShareWordInput.Back) -> None:
+        if self.typed.count:
+            self.typed.back()
+            self.flagged = None
+            self.said = Text(f"{WAITING} back to word {self.typed.count + 1} of "
+                             f"{self.typed.length}: type it again")
+            self.refresh_view()
+
+    def _take(self, field: Input, *, final: bool) -> None:
+        """Take the whole words in the field (all of it at Enter); keep a word half typed."""
+        value, field.value = field.value, ""  # the field never holds a word it has given
+        tokens = value.split()
+        rest = ""
+        if not final and tokens and not value[-1].isspace():
+            rest = tokens.pop()  # still being typed
+        del value
+        typed = self.typed
+        for token in tokens:
+            index = typeback.complete(token)
+            position = typed.count + 1
+            if index is None:
+                self.flagged = position
+                self.said = Text(f"word {position} of {typed.length}: {MISSING} not a "
+                                 "SLIP-39 word; type it again", style="bold")
+                rest = ""  # what follows would land on the wrong positions
+                break
+            typed.add(index)
+            self.flagged = None
+            self.said = Text(f"word {position} of {typed.length}: {DONE} a SLIP-39 word")
+            if typed.complete:
+                rest = ""
+                self._check()
+                break
+        tokens.clear()
+        field.value = rest
+        field.cursor_position = len(rest)
+        del rest
+        if self.is_attached:
+            self.refresh_view()
+
+    def _check(self) -> None:
+        """Every word typed: the checksum, then the match with the share shown."""
+        typed = self.typed
+        if not typed.checksum_ok():
+            typed.wipe()
+            self.flagged = None
+            self.said = Text(f"{MISSING} what you typed fails the SLIP-39 checksum: a word is "
+                             "wrong or out of place. Type it again from word 1, or press Esc "
+                             "to see your share again.", style="bold")
+            return
+        position = typed.first_mismatch(self.slot.secret)
+        if position is not None:
+            typed.truncate(position - 1)
+            self.flagged = position
+            self.said = Text(f"{MISSING} word {position} does not match your share. Type it "
+                             f"again from word {position}, or press Esc to see your share "
+                             "again.", style="bold")
+            return
+        typed.wipe()
+        self.slot.wipe()  # as before the type-back: off the screen and out of memory
+        self.dismiss(self.MATCHED)
+
+    def action_back(self) -> None:
+        self.typed.wipe()
+        self.query_one("#word", ShareWordInput).value = ""
+        self.dismiss(self.BACK)
 
 
 # ------------------------------------------------------------------ modals

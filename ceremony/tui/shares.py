@@ -1,8 +1,9 @@
 """Shares for private display: the engine's SecretOutput port, implemented in the UI layer.
 
 Each share is kept as a ``bytearray`` only until its custodian has seen it on their private
-screen and confirmed they wrote it down; then it is overwritten with zeros. When a share
-sheet directory is given, sheets are also written there (the backup a custodian takes away).
+screen and typed it back from their sheet, matching (screens.TypeBackScreen); then it is
+overwritten with zeros. When a share sheet directory is given, sheets are also written there
+(the backup a custodian takes away).
 Nothing here logs or prints a share.
 """
 
@@ -75,5 +76,5 @@ class PrivateShares:
             slot.wipe()
 
     def pending(self) -> list[ShareSlot]:
-        """Shares not yet shown to (and confirmed by) their custodian."""
+        """Shares not yet shown to (and typed back by) their custodian."""
         return [slot for slot in self.slots if not slot.delivered]
