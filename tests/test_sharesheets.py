@@ -7,6 +7,7 @@ sheets went, and that none went to the bundle.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -327,6 +328,13 @@ def rehearsed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_rehearsal_writes_one_pdf_per_custodian(rehearsed: Path) -> None:
     shares = rehearsed / "secret" / "shares"
     pdfs = sorted(shares.glob("*.pdf"))
+    entries = [json.loads(line) for line in
+               (rehearsed / "bundle" / "transcript.jsonl").read_text().splitlines()]
+    recorded = {
+        "fingerprint": next(e for e in entries if e["event"] == "root_key.created")[
+            "payload"]["fingerprint"],
+        "identifier": next(e for e in entries if e["event"] == "shares.created")[
+            "payload"]["identifier"]}
     assert [p.name for p in pdfs] == [f"share-{CEREMONY}-{who}-g1m{i}.pdf"
                                       for i, who in enumerate(("alice", "bob", "carol"), 1)]
     assert [p.with_suffix(".txt") for p in pdfs] == sorted(shares.glob("*.txt"))
@@ -335,6 +343,12 @@ def test_rehearsal_writes_one_pdf_per_custodian(rehearsed: Path) -> None:
         text = pdftotext(pdf)
         assert numbered(text) == dict(enumerate(mnemonic.split(), start=1))
         assert "REHEARSAL - NOT A REAL SHARE" in text
+        # The engine gives each sheet the key it protects and the share set it belongs to.
+        plain = pdf.with_suffix(".txt").read_text()
+        assert f"fingerprint: {recorded['fingerprint']}\n" in plain
+        assert f"share set: {recorded['identifier']}\n" in plain
+        assert recorded["fingerprint"][:4] in text and "identifier " + str(
+            recorded["identifier"]) in text
     assert stat.S_IMODE(shares.stat().st_mode) == 0o700
 
 

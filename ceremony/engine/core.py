@@ -595,7 +595,7 @@ class Engine:
                          record: dict[str, Any], files: dict[str, str]) -> None:
         """Record the tested root key, split the seed, write the PEM and close the action."""
         rk, token = self.script.root_key, self.devices.token
-        self._write(ENGINE_ACTOR, step.id, "root_key.created", {
+        created = self._write(ENGINE_ACTOR, step.id, "root_key.created", {
             "kind": rk.kind, "label": rk.label, "id": rk.key_id,
             "public_key": st.encode_key(public, rk.kind),
             "fingerprint": sha256_hex(public),
@@ -604,7 +604,8 @@ class Engine:
             "derivation": DERIVATION_TEXT[rk.algorithm],
             **record,
         })
-        self._split_shares(step, seed)
+        self._split_shares(step, seed, {"fingerprint": sha256_hex(public),
+                                        "created": created.time})
         pem = st.public_key_object(rk.kind, public).public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         if self.rehearsal:
@@ -616,7 +617,13 @@ class Engine:
             "files": {ROOT_PEM_FILE: sha256_hex(pem), **files},
         })
 
-    def _split_shares(self, step: Step, seed: bytearray) -> None:
+    def _split_shares(self, step: Step, seed: bytearray,
+                      sheet_facts: dict[str, str] | None = None) -> None:
+        """Split the seed, hand each share to its sheet, prove every quorum, record the set.
+
+        ``sheet_facts`` (the root key's fingerprint and the time it was recorded) go onto
+        each share sheet, with the share set's identifier.
+        """
         script = self.script
         scheme = script.shares
         identifier, groups = self.devices.splitter.split(
@@ -630,7 +637,8 @@ class Engine:
                 where = self.devices.secrets.write_share(
                     member, participant.name, gi + 1, mi + 1, mnemonic,
                     {"ceremony": script.ceremony_id, "rehearsal": self.rehearsal,
-                     "key_label": script.root_key.label})
+                     "key_label": script.root_key.label, "identifier": identifier,
+                     **(sheet_facts or {})})
                 holders.append({"participant": member, "group": gi + 1, "member": mi + 1,
                                 "commitment": share_commitment(script.ceremony_id, mnemonic),
                                 "delivered_to": where})
