@@ -181,6 +181,7 @@ def rehearsal_login(throwaway: ThrowawayToken, script: Script, secret: Path
 def rehearse(out: Path, say: Callable[[str], None] = print) -> tuple[Path, Path]:
     """Run the sample ceremony on a fresh SoftHSM2 token; return (bundle, secret dir)."""
     from ceremony.adapters.pkcs11_token import Pkcs11Token
+    from ceremony.adapters.qrcodes import BundleCodes
     from ceremony.adapters.sharesheets import ShareSheetDirectory
     from ceremony.adapters.slip39 import Slip39Splitter
     from ceremony.adapters.system import OsRandomness, SystemClock
@@ -200,7 +201,8 @@ def rehearse(out: Path, say: Callable[[str], None] = print) -> tuple[Path, Path]
             wipe(pin)
         try:
             devices = Devices(SystemClock(), OsRandomness(), token, Slip39Splitter(),
-                              ShareSheetDirectory(r.shares, cast.script.ceremony_id))
+                              ShareSheetDirectory(r.shares, cast.script.ceremony_id),
+                              BundleCodes())
             engine = Engine.start(cast.script, policy, cast.script_text.encode(),
                                   r.policy_text.encode(), devices, r.bundle, rehearsal=True)
             run_headless(engine, r.answers, cast.signers, say)  # type: ignore[arg-type]

@@ -74,7 +74,8 @@ def test_abort_after_provisioning(tmp_path: Path, softhsm: SoftHsm) -> None:
         json.dumps({"label": label, "id": key_id, "class": cls, "key_type": "EC_EDWARDS"},
                    sort_keys=True) for cls in ("private_key", "public_key"))
     assert aborted["removed_share_sheets"] == 3
-    assert aborted["removed_files"] == ["root-public-key.pem"]
+    assert aborted["removed_files"] == ["root-public-key.pem",
+                                        "qr/root-public-key-REHEARSAL-qr-1-of-1.png"]
     assert c.entries()[-2]["step"] == "close"
     assert c.secret.is_dir()
     assert list(c.secret.iterdir()) == []

@@ -26,7 +26,8 @@ from ceremony.adapters.identity import KeyFileSigner
 from ceremony.canonical import sha256_hex
 from ceremony.engine.derive import derive_kek, derive_root_private, seed_fingerprint
 from ceremony.model import statements as st
-from ceremony.model.script import Script
+from ceremony.model.authorization import signature_line, statement_for
+from ceremony.model.script import Script, parse_script
 from ceremony.rehearsal import answers_toml, make_cast, sample_texts, simulated_answers
 from tests.conftest import SoftHsm, run_cli
 from tests.fakes import SeededRandom
@@ -90,6 +91,25 @@ class Ceremony:
     def events(self) -> list[str]:
         return [e["event"] for e in self.entries()]
 
+    def sign(self, signers: tuple[str, ...] = ("alice", "bob")) -> Path:
+        """``signers`` authorize the script's current bytes in SCRIPT.sigs (replacing it),
+        as `ceremony script sign --key ... --rehearsal` does: so every real run here checks
+        the authorizers' signatures (the rollback check is waived without --state)."""
+        script = parse_script(self.script_path.read_text(), "script.toml")
+        sigs = b""
+        for pid in signers:
+            participant = script.participant(pid)
+            assert participant is not None
+            statement = statement_for(script, pid, participant.role, SIGNED_AT)
+            key = KeyFileSigner.load(pid, self.directory / "identities" / f"{pid}.pem")
+            sigs += signature_line(statement, key.sign(st.message(statement)))
+        path = self.script_path.with_name(self.script_path.name + ".sigs")
+        path.write_bytes(sigs)
+        return path
+
+
+SIGNED_AT = "2026-01-01T00:00:00.000000Z"
+
 
 def known_pin_texts() -> tuple[str, str]:
     """The sample script and policy changed to log in with a known PIN (the policy allows it)."""
@@ -149,8 +169,10 @@ def prepare_ceremony(directory: Path, softhsm: SoftHsm,
         softhsm.pin = pin.decode()
         login = tuple(a for sheet in sheets for a in ("--pin-share", str(sheet)))
     (directory / "pin").write_text(softhsm.pin + "\n")
-    return Ceremony(directory, directory / "script.toml", directory / "answers.toml",
-                    directory / "pin", softhsm, cast.script, login)
+    c = Ceremony(directory, directory / "script.toml", directory / "answers.toml",
+                 directory / "pin", softhsm, cast.script, login)
+    c.sign()
+    return c
 
 
 def token_labels(softhsm: SoftHsm) -> list[str]:
@@ -442,9 +464,15 @@ def test_sigkill_inside_certification_then_resume(tmp_path: Path, softhsm: SoftH
     assert entries[: len(before)] == before
     assert events[kill_after + 1: kill_after + 3] == ["ceremony.resumed", "action.rolled_back"]
     assert entries[kill_after + 2]["step"] == "certify-root-key"
-    assert entries[kill_after + 2]["payload"] == {
-        "reason": "interrupted before it completed", "destroyed_objects": [],
-        "removed_share_sheets": 0, "removed_files": written}
+    rolled = entries[kill_after + 2]["payload"]
+    removed = rolled.pop("removed_files")
+    assert rolled == {"reason": "interrupted before it completed", "destroyed_objects": [],
+                      "removed_share_sheets": 0}
+    # Each file made, then its QR parts (read back before the entry that records it).
+    assert [f for f in removed if not f.startswith("qr/")] == written
+    for name in written:
+        stem = name.removesuffix(".pem")
+        assert any(f.startswith(f"qr/{stem}-REHEARSAL-qr-") for f in removed), name
     # The root key stays: provisioned once, never rolled back; certified again.
     assert [e["payload"] for e in entries if e["event"] == "root_key.created"] == root_before
     assert events.count("action.rolled_back") == 1

@@ -204,3 +204,21 @@ def read_back(images: Sequence[Path], payload: Payload | bytes,
                                    hint="write the parts again",
                                    requirement="CER-QR") from exc
     check_read_back(scanned, payload)
+
+
+class BundleCodes:
+    """The engine's PublicCodes port: PNG parts in the bundle, each decoded back with zbar."""
+
+    def __init__(self, reader: SymbolReader | None = None) -> None:
+        self._reader = reader
+
+    def write(self, directory: Path, stem: str, kind: str, data: bytes) -> list[str]:
+        payload = Payload(kind, data)
+        written = write_parts(payload, directory, stem)
+        try:
+            read_back(written, payload, self._reader)
+        except BaseException:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
+        return [path.name for path in written]

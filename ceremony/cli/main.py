@@ -406,6 +406,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("--headless needs --answers FILE")
     from ceremony.adapters.identity import KeyFileSigner
     from ceremony.adapters.pkcs11_token import module_path
+    from ceremony.adapters.qrcodes import BundleCodes
     from ceremony.adapters.sharesheets import ShareSheetDirectory
     from ceremony.adapters.slip39 import Slip39Splitter
     from ceremony.adapters.system import OsRandomness, SystemClock
@@ -433,7 +434,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                        uri, pin_file=args.pin_file, pin_shares=args.pin_share)
     try:
         devices = Devices(SystemClock(), OsRandomness(), token, Slip39Splitter(),
-                          ShareSheetDirectory(secret_out, script.ceremony_id))
+                          ShareSheetDirectory(secret_out, script.ceremony_id), BundleCodes())
         if args.resume:
             engine = Engine.resume(script, policy, devices, args.out)
         else:

@@ -91,6 +91,7 @@ def cmd_recover(args: argparse.Namespace, load: Any) -> int:
 
     from ceremony.adapters.identity import KeyFileSigner
     from ceremony.adapters.pkcs11_token import module_path
+    from ceremony.adapters.qrcodes import BundleCodes
     from ceremony.adapters.slip39 import Slip39Splitter
     from ceremony.adapters.system import OsRandomness, SystemClock
     from ceremony.cli.login import open_token
@@ -113,7 +114,7 @@ def cmd_recover(args: argparse.Namespace, load: Any) -> int:
                        uri, pin_file=args.pin_file, pin_shares=args.pin_share)
     try:
         devices = Devices(SystemClock(), OsRandomness(), token, Slip39Splitter(),
-                          NoSecretOutput())
+                          NoSecretOutput(), BundleCodes())
         if args.resume:
             engine = Engine.resume(script, policy, devices, args.out)
         else:

@@ -28,6 +28,7 @@ from ceremony.engine import rsa as rsa_keys
 from ceremony.engine.derive import derive_root_private, mix_seed, seed_fingerprint, wipe
 from ceremony.engine.ports import (
     Clock,
+    PublicCodes,
     Randomness,
     SecretOutput,
     ShareSplitter,
@@ -95,7 +96,12 @@ class Devices:
     token: Token
     splitter: ShareSplitter
     secrets: SecretOutput
+    # QR images of the public key, certificate and CSR in the bundle (None: none are made).
+    codes: PublicCodes | None = None
 
+
+# Where the bundle keeps the QR parts of its public files (docs/qr-format.md).
+QR_DIR = "qr"
 
 # Bytes drawn from each entropy source: one adaptive-proportion window (docs/entropy.md).
 ENTROPY_BYTES = 512
@@ -611,6 +617,7 @@ class Engine:
         if self.rehearsal:
             pem = b"REHEARSAL: not a production key\n" + pem
         _write_file(self.bundle / ROOT_PEM_FILE, pem)
+        files = {**files, **self._public_codes(ROOT_PEM_FILE, pem)}
         self._write(ENGINE_ACTOR, step.id, "action.completed", {
             "action": step.action,
             "created": [o.as_dict() for o in token.find_objects(rk.label, rk.key_id)],
@@ -707,6 +714,7 @@ class Engine:
         if pem.exists():
             pem.unlink()
             files.append(ROOT_PEM_FILE)
+        files += self._remove_codes(ROOT_PEM_FILE)
         if (self.bundle / st.WRAPPED_FILE).exists():
             (self.bundle / st.WRAPPED_FILE).unlink()
             files.append(st.WRAPPED_FILE)
@@ -742,6 +750,7 @@ class Engine:
             cert = certify.check_certificate(built.der, spec, kind, public, serial)
             _write_file(self.bundle / CERTIFICATE_FILE, prefix + built.pem)
             files[CERTIFICATE_FILE] = sha256_hex(prefix + built.pem)
+            files.update(self._public_codes(CERTIFICATE_FILE, built.pem))
             self._write(ENGINE_ACTOR, step.id, "certificate.created", {
                 "file": CERTIFICATE_FILE, "serial": f"{serial:x}",
                 "subject": spec.subject_text,
@@ -757,6 +766,7 @@ class Engine:
             certify.check_csr(built.der, spec, kind, public)
             _write_file(self.bundle / CSR_FILE, prefix + built.pem)
             files[CSR_FILE] = sha256_hex(prefix + built.pem)
+            files.update(self._public_codes(CSR_FILE, built.pem))
             self._write(ENGINE_ACTOR, step.id, "csr.created", {
                 "file": CSR_FILE, "subject": spec.subject_text,
                 "public_key": self.state.root_public,
@@ -917,10 +927,11 @@ class Engine:
         if self.rehearsal:
             pem = b"REHEARSAL: not a production key\n" + pem
         _write_file(self.bundle / ROOT_PEM_FILE, pem)
+        codes = self._public_codes(ROOT_PEM_FILE, pem)
         self._write(ENGINE_ACTOR, step.id, "action.completed", {
             "action": step.action,
             "created": [o.as_dict() for o in token.find_objects(rk.label, rk.key_id)],
-            "files": {ROOT_PEM_FILE: sha256_hex(pem)},
+            "files": {ROOT_PEM_FILE: sha256_hex(pem), **codes},
         })
 
     def _remove_certificate_files(self) -> list[str]:
@@ -929,6 +940,33 @@ class Engine:
             if (self.bundle / name).exists():
                 (self.bundle / name).unlink()
                 removed.append(name)
+            removed += self._remove_codes(name)
+        return removed
+
+    def _public_codes(self, name: str, pem: bytes) -> dict[str, str]:
+        """QR parts of a public file in BUNDLE/qr, read back before the step records them.
+
+        The parts carry the PEM itself (a rehearsal's marker line stays in the file; the
+        parts' names say REHEARSAL instead). Returns {relative path: SHA-256} for the
+        action's ``files``.
+        """
+        codes = self.devices.codes
+        if codes is None:
+            return {}
+        body = pem.split(b"\n", 1)[1] if pem.startswith(b"REHEARSAL") else pem
+        directory = self.bundle / QR_DIR
+        names = codes.write(directory, _code_stem(name, self.rehearsal), "pem", body)
+        return {f"{QR_DIR}/{n}": sha256_hex((directory / n).read_bytes()) for n in names}
+
+    def _remove_codes(self, name: str) -> list[str]:
+        """Remove the QR parts of the public file ``name`` (a rollback); their paths."""
+        directory = self.bundle / QR_DIR
+        if not directory.is_dir():
+            return []
+        removed = []
+        for path in sorted(directory.glob(f"{_code_stem(name, self.rehearsal)}-qr-*")):
+            path.unlink()
+            removed.append(f"{QR_DIR}/{path.name}")
         return removed
 
     def _abort(self, reason: str) -> None:
@@ -1069,6 +1107,12 @@ def _write_file(path: Path, data: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _code_stem(name: str, rehearsal: bool) -> str:
+    """The QR parts' name stem for a public file: root-public-key, or ...-REHEARSAL."""
+    stem = name.rsplit(".", 1)[0]
+    return f"{stem}-REHEARSAL" if rehearsal else stem
 
 
 def checksum_list(bundle: Path) -> bytes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 
@@ -184,4 +185,14 @@ class SecretOutput(Protocol):
 
     def remove_all(self) -> list[str]:
         """Remove every share sheet of this ceremony (rollback); return what was removed."""
+        ...
+
+
+class PublicCodes(Protocol):
+    """QR images of public material in the bundle, each read back before it counts."""
+
+    def write(self, directory: Path, stem: str, kind: str, data: bytes) -> list[str]:
+        """Write ``data`` as QR parts named after ``stem`` in ``directory``, decode each back
+        and compare with ``data`` (CheckFailed, with nothing left, when they differ); return
+        the file names written, in part order."""
         ...

@@ -42,6 +42,7 @@ def token_opener(module: str | None, uri: str, ceremony_id: str, sheets: Path | 
 
     def open_devices(typed: bytearray | None) -> OpenedDevices:
         from ceremony.adapters.pkcs11_token import Pkcs11Token, module_path
+        from ceremony.adapters.qrcodes import BundleCodes
         from ceremony.adapters.sharesheets import ShareSheetDirectory
         from ceremony.adapters.slip39 import Slip39Splitter
         from ceremony.adapters.system import OsRandomness, SystemClock
@@ -63,7 +64,8 @@ def token_opener(module: str | None, uri: str, ceremony_id: str, sheets: Path | 
                 after()
             raise
         shares = PrivateShares(ShareSheetDirectory(sheets, ceremony_id) if sheets else None)
-        devices = Devices(SystemClock(), OsRandomness(), token, Slip39Splitter(), shares)
+        devices = Devices(SystemClock(), OsRandomness(), token, Slip39Splitter(), shares,
+                          BundleCodes())
 
         def close() -> None:
             token.close()
