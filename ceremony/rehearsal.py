@@ -25,6 +25,7 @@ from ceremony.model.script import Script, parse_script
 
 if TYPE_CHECKING:
     from ceremony.adapters.softhsm import ThrowawayToken
+    from ceremony.model.policy import Policy
 
 
 def sample_texts() -> tuple[str, str]:
@@ -110,6 +111,11 @@ class Rehearsal:
     cast: Cast
     policy_text: str
     answers: Answers
+    sigs: bytes = b""  # script.toml.sigs: the simulated authorizers' signatures
+
+    @property
+    def sigs_path(self) -> Path:
+        return self.secret / "script.toml.sigs"
 
     @property
     def shares(self) -> Path:
@@ -140,7 +146,30 @@ def prepare_rehearsal(out: Path, random_bytes: Callable[[int], bytes] = secrets.
     _write_private(secret / "policy.toml", policy_text)
     answers = simulated_answers(cast.script, identities)
     _write_private(secret / "answers.toml", answers_toml(cast.script, answers))
-    return Rehearsal(bundle, secret, cast, policy_text, answers)
+    from ceremony.adapters.system import SystemClock
+    from ceremony.model.policy import parse_policy
+    from ceremony.transcript import format_time
+
+    sigs = sign_script(cast.script, parse_policy(policy_text, "policy.toml"), cast.signers,
+                       format_time(SystemClock().now()))
+    _write_private(secret / "script.toml.sigs", sigs.decode())
+    return Rehearsal(bundle, secret, cast, policy_text, answers, sigs)
+
+
+def sign_script(script: Script, policy: Policy, signers: dict[str, object], time: str) -> bytes:
+    """SCRIPT.sigs as the first authorizers the policy needs would sign it (simulated),
+    in the form `ceremony script sign` writes (docs/script-signing.md)."""
+    from ceremony.model import statements as st
+    from ceremony.model.authorization import authorizers, signature_line, statement_for
+
+    out = b""
+    for pid in authorizers(script, policy)[: policy.authorization.signers]:
+        participant, signer = script.participant(pid), signers[pid]
+        assert participant is not None
+        sign: Callable[[bytes], bytes] = getattr(signer, "sign")  # noqa: B009
+        statement = statement_for(script, pid, participant.role, time)
+        out += signature_line(statement, sign(st.message(statement)))
+    return out
 
 
 @contextlib.contextmanager
@@ -188,6 +217,7 @@ def rehearse(out: Path, say: Callable[[str], None] = print) -> tuple[Path, Path]
     from ceremony.engine.core import Devices, Engine
     from ceremony.engine.derive import wipe
     from ceremony.headless import run_headless
+    from ceremony.model.authorization import Presented
     from ceremony.model.policy import parse_policy
 
     r = prepare_rehearsal(out)
@@ -204,7 +234,8 @@ def rehearse(out: Path, say: Callable[[str], None] = print) -> tuple[Path, Path]
                               ShareSheetDirectory(r.shares, cast.script.ceremony_id),
                               BundleCodes())
             engine = Engine.start(cast.script, policy, cast.script_text.encode(),
-                                  r.policy_text.encode(), devices, r.bundle, rehearsal=True)
+                                  r.policy_text.encode(), devices, r.bundle, rehearsal=True,
+                                  authorization=Presented(r.sigs, str(r.sigs_path)))
             run_headless(engine, r.answers, cast.signers, say)  # type: ignore[arg-type]
         finally:
             token.close()

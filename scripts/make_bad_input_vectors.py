@@ -21,6 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from ceremony.canonical import sha256_hex  # noqa: E402
 from ceremony.rehearsal import sample_texts  # noqa: E402
 
 OUT = REPO / "tests" / "vectors" / "bad-input"
@@ -51,7 +52,8 @@ id = "close"
 witnesses = ["wendy"]
 """
 
-SHA_LINE = 'sha256 = "68b3062f669054e4092572a6e265699e05ae73083ee6d914e2534666bad1d917"\n'
+# The sample script pins the sample policy's SHA-256 on this line.
+SHA_LINE = f'sha256 = "{sha256_hex(sample_texts()[1].encode())}"\n'
 PROVISION = 'action = "provision_root_key"\n'
 # In an edit, this marker becomes one byte that is not valid UTF-8 (Latin-1 "ö").
 BAD_BYTE = "<0xF6>"
@@ -271,8 +273,8 @@ VECTORS: list[Vector] = [
     S("share-member-unknown", [(MEMBERS, 'members = ["alice", "bob", "mallory"]')],
       "shares.groups[0].members", "'mallory' is not a participant of this script",
       "members ="),
-    S("share-member-not-custodian", [(MEMBERS, 'members = ["alice", "bob", "wendy"]')],
-      "shares.groups[0].members", "'wendy' is a witness, not a custodian", "members ="),
+    S("share-member-not-custodian", [(MEMBERS, 'members = ["alice", "bob", "oscar"]')],
+      "shares.groups[0].members", "'oscar' is an auditor, not a custodian", "members ="),
     S("share-members-duplicate", [(MEMBERS, 'members = ["alice", "bob", "bob"]')],
       "shares.groups[0].members", "lists the same entry twice", "members ="),
     S("share-member-not-string", [(MEMBERS, 'members = ["alice", 2, "carol"]')],
@@ -378,6 +380,21 @@ VECTORS: list[Vector] = [
       "quorum.required_witnesses", "-1 is out of range", "required_witnesses ="),
     P("shares-not-table", [("[shares]\n", "[[shares]]\n")], "shares",
       "must be a table, not an array", "[[shares]]"),
+    P("authorization-unknown-role", [('roles = ["custodian"]', 'roles = ["custodian", "boss"]')],
+      "authorization.roles", "'boss' is not one of", "roles ="),
+    P("authorization-signers-zero", [("signers = 2", "signers = 0")], "authorization.signers",
+      "0 is out of range", "signers ="),
+    P("authorization-required-missing", [("required = true\n", "")],
+      "authorization.required", "required field is missing", "[authorization]"),
+    P("separation-flag-string", [("witness_may_hold_share = false",
+                                  'witness_may_hold_share = "no"')],
+      "separation.witness_may_hold_share", "must be true or false, not a string",
+      "witness_may_hold_share ="),
+    P("separation-unknown-rule", [("max_shares_per_holder = 1",
+                                   "max_shares_per_holder = 1\nauditor_may_approve = false")],
+      "separation.auditor_may_approve", "is not a known field", "auditor_may_approve ="),
+    P("separation-max-shares-zero", [("max_shares_per_holder = 1", "max_shares_per_holder = 0")],
+      "separation.max_shares_per_holder", "0 is out of range", "max_shares_per_holder ="),
     # ---- the answers file ---------------------------------------------------------------
     A("toml-bare-string", [('confirm = "PROVISION ROOT KEY"', "confirm = PROVISION ROOT KEY")],
       "steps[1].confirm", "not valid TOML", "confirm ="),
@@ -456,6 +473,39 @@ VECTORS: list[Vector] = [
       _certify(("validity_days = 3650", "validity_days = 3651")),
       "root_key.certificate.validity_days", "CER-CERT-VALIDITY",
       "3651 days is longer than the root key's lifetime of 3650 days", "validity_days ="),
+    # The conflict matrix ([separation]), one vector per rule.
+    V("separation-administrator-approves", "script.toml",
+      [("approvals = 2\n", 'approvers = ["ada", "alice", "bob"]\napprovals = 2\n')],
+      "steps[1].approvers", "CER-SEPARATION", "'ada' is the administrator and may approve "
+      "step 'provision-root-key', which policy 'sample-root-policy' forbids ([separation] "
+      "administrator_may_approve = false)", "approvers ="),
+    V("separation-administrator-holds-share", "script.toml",
+      [(MEMBERS, 'members = ["alice", "bob", "carol", "ada"]')], "shares.groups[0].members",
+      "CER-SEPARATION", "'ada' is the administrator and holds a share of the seed",
+      "members ="),
+    V("separation-administrator-officer", "script.toml",
+      [('officers = ["alice", "bob", "carol"]', 'officers = ["alice", "bob", "ada"]')],
+      "token.activation.officers[2]", "CER-SEPARATION", "'ada' is the administrator and "
+      "holds a PIN share of the token", "officers ="),
+    V("separation-witness-holds-share", "script.toml",
+      [(MEMBERS, 'members = ["alice", "bob", "carol", "wendy"]')], "shares.groups[0].members",
+      "CER-SEPARATION", "'wendy' is a witness and holds a share of the seed", "members ="),
+    V("separation-officer-holds-share", "script.toml",
+      [('officers = ["alice", "bob", "carol"]', 'officers = ["ada", "alice"]')],
+      "shares.groups[0].members", "CER-SEPARATION", "'alice' holds a PIN share of the token "
+      "and a share of the seed", "members =", unpin=True,
+      extra={"policy.toml": [("officer_may_hold_share = true", "officer_may_hold_share = false"),
+                             ("administrator_may_be_officer = false",
+                              "administrator_may_be_officer = true")]}),
+    V("separation-two-shares", "script.toml",
+      [(MEMBERS + "\n", MEMBERS + '\n\n[[shares.groups]]\nthreshold = 1\nmembers = ["alice"]\n')],
+      "shares.groups[1].members", "CER-SEPARATION", "'alice' holds 2 shares of the seed "
+      "(groups 1, 2), more than 1", ('members =', 2), unpin=True,
+      extra={"policy.toml": [("min_member_threshold = 2", "min_member_threshold = 1")]}),
+    V("authorizers-too-few", "script.toml", [], "participants", "CER-SCRIPT-SIGNED",
+      "requires 4 authorizers (custodian) to sign the script, but it names 3",
+      ("[[participants]]", 1), unpin=True,
+      extra={"policy.toml": [("signers = 2", "signers = 4")]}),
     V("policy-pin", "script.toml", [], "policy.sha256", "CER-POLICY-PIN",
       "does not match the policy file policy.toml", "sha256 =",
       extra={"policy.toml": [("max_key_lifetime_days = 7300", "max_key_lifetime_days = 7299")]}),

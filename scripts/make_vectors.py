@@ -51,8 +51,14 @@ from ceremony.engine.core import (  # noqa: E402
 )
 from ceremony.headless import run_headless  # noqa: E402
 from ceremony.model import statements as st  # noqa: E402
+from ceremony.model.authorization import BUNDLE_SIGS_FILE, Presented  # noqa: E402
 from ceremony.model.policy import parse_policy  # noqa: E402
-from ceremony.rehearsal import make_cast, sample_texts, simulated_answers  # noqa: E402
+from ceremony.rehearsal import (  # noqa: E402
+    make_cast,
+    sample_texts,
+    sign_script,
+    simulated_answers,
+)
 from tests.fakes import FakeToken, MemorySecrets, SeededRandom, TickingClock  # noqa: E402
 
 VECTORS = REPO / "tests" / "vectors"
@@ -60,6 +66,7 @@ SAMPLE_ID_LINE = 'ceremony_id = "sample-root-2026"'
 OTHER_ID = "other-root-2026"
 ABORT_REASON = "the witness saw the share sheets printed on an unlisted printer"
 ABORT_BEFORE = "close"
+SIGNED_AT = "2026-01-01T00:00:00.000000Z"  # when the authorizers signed the script
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,8 +97,12 @@ def run_ceremony(bundle: Path, which: Ceremony = GOLDEN) -> tuple[FakeToken, Mem
     devices = Devices(TickingClock(), SeededRandom(p + "os"), token,
                       Slip39Splitter(SeededRandom(p + "slip39")), secrets)
     policy = parse_policy(policy_text, "policy.toml")
+    # Alice and Bob authorize the script (script.toml.sigs, checked at the start and copied
+    # into the bundle); the rollback check is waived, as in any rehearsal without a state.
+    sigs = sign_script(cast.script, policy, cast.signers, SIGNED_AT)
     engine = Engine.start(cast.script, policy, cast.script_text.encode(), policy_text.encode(),
-                          devices, bundle, rehearsal=True)
+                          devices, bundle, rehearsal=True,
+                          authorization=Presented(sigs, BUNDLE_SIGS_FILE))
     answers = simulated_answers(cast.script)
     if which.abort_before is not None:
         steps = dict(answers.steps)
@@ -364,6 +375,45 @@ def extra_file(bundle: Path, src: Sources) -> Expect:
                    "a file added to the bundle")
 
 
+def removed_script_sigs(bundle: Path, src: Sources) -> Expect:
+    (bundle / BUNDLE_SIGS_FILE).unlink()
+    return _expect("start", 1, f"has no {BUNDLE_SIGS_FILE}",
+                   f"{BUNDLE_SIGS_FILE} (the authorizers' signatures over the script) removed")
+
+
+def _drop_bob(bundle: Path) -> bytes:
+    path = bundle / BUNDLE_SIGS_FILE
+    lines = path.read_bytes().splitlines(keepends=True)
+    kept = [line for line in lines if b'"participant":"bob"' not in line]
+    assert len(kept) == len(lines) - 1
+    path.write_bytes(b"".join(kept))
+    return b"".join(kept)
+
+
+def altered_script_sigs(bundle: Path, src: Sources) -> Expect:
+    _drop_bob(bundle)
+    return _expect("start", 1, "SHA-256 differs",
+                   f"bob's signature removed from {BUNDLE_SIGS_FILE}: the file is no longer "
+                   "the one ceremony.started records")
+
+
+def script_sigs_dropped_resigned(bundle: Path, src: Sources) -> Expect:
+    kept = _drop_bob(bundle)
+    items = entries(read_lines(bundle))
+    record = items[0]["payload"]["authorization"]
+    record["file_sha256"] = hashlib.sha256(kept).hexdigest()
+    record["signatures"] = [s for s in record["signatures"] if s["participant"] != "bob"]
+    key = transcript_private_key()
+    rk = src.token.keys[("sample root key", "01")]
+    write_lines(bundle, rechain(items, resign=key, root=rk))
+    resign_checksums(bundle, key, items[0]["ceremony"])
+    return _expect("start", 1, "authorized by 1 of the 2",
+                   f"bob's signature removed from {BUNDLE_SIGS_FILE} and ceremony.started's "
+                   "record rewritten to match, by an attacker holding the transcript key and "
+                   "the root key (every hash, checkpoint, the seal and SHA256SUMS re-signed): "
+                   "the policy's quorum of authorizers catches it")
+
+
 def missing_signature(bundle: Path, src: Sources) -> Expect:
     (bundle / CHECKSUMS_SIG_FILE).unlink()
     return _expect("bundle", None, "missing SHA256SUMS.sig", "SHA256SUMS.sig removed")
@@ -386,6 +436,9 @@ ATTACKS: dict[str, Callable[[Path, Sources], Expect]] = {
     "altered-script": altered_script,
     "extra-file": extra_file,
     "missing-sha256sums-sig": missing_signature,
+    "removed-script-sigs": removed_script_sigs,
+    "altered-script-sigs": altered_script_sigs,
+    "script-sigs-dropped-resigned": script_sigs_dropped_resigned,
 }
 
 

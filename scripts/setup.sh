@@ -14,7 +14,8 @@ SUDO=
 # softhsm2/opensc/pcscd/vsmartcard-vpcd back the HSM and smartcard rehearsals;
 # libpcsclite-dev, swig, gcc and python3-dev are needed to build pyscard;
 # zbar reads back the QR codes we print; openssl parses the root certificates in the tests;
-# poppler-utils (pdftotext, pdftoppm) reads back and renders the PDF share sheets in the tests;
+# poppler-utils: pdftoppm renders the printed transcript's pages for its QR read-back
+# (`ceremony print`), and pdftotext/pdftoppm read back the PDFs in the tests;
 # libmagickcore-6.q16-6-extra holds ImageMagick's SVG coder, which zbarimg needs to read back
 # SVG QR parts (libzbar0 only recommends it, and recommends are not installed here).
 APT_PACKAGES=(

@@ -1026,19 +1026,24 @@ def test_original_that_does_not_verify_is_refused_first(tmp_path: Path) -> None:
     assert not out.exists()
 
 
-def test_recover_needs_headless_and_a_recovery_script(tmp_path: Path) -> None:
+def test_recover_needs_an_original_a_recovery_script_and_headless_answers(
+        tmp_path: Path) -> None:
+    """Refused before anything is opened: in the UI (the default) as headless."""
     script = tmp_path / "recovery.toml"
     script.write_text(sample_recovery_text())
     (tmp_path / "policy.toml").write_text(sample_texts()[1])
     (tmp_path / "script.toml").write_text(sample_texts()[0])
     result = run_cli("recover", str(script), "--out", str(tmp_path / "out"))
     assert result.returncode == 2
-    assert result.stderr.startswith("ceremony: the recovery UI is not there yet; use "
-                                    "--headless")
-    result = run_cli("recover", str(tmp_path / "script.toml"), "--out", str(tmp_path / "o"),
-                     "--headless")
+    assert result.stderr.startswith("ceremony: the script recovers ceremony sample-root-2026: "
+                                    "give its bundle with --original BUNDLE")
+    assert not (tmp_path / "out").exists()
+    result = run_cli("recover", str(tmp_path / "script.toml"), "--out", str(tmp_path / "o"))
     assert result.returncode == 2
     assert "is not a recovery script: it has no [recovery] table" in result.stderr
+    result = run_cli("recover", str(script), "--out", str(tmp_path / "o"), "--headless")
+    assert result.returncode == 2
+    assert result.stderr.startswith("ceremony: --headless needs --answers FILE")
     result = run_cli("recover", str(script), "--out", str(tmp_path / "o"), "--headless",
                      "--answers", str(script))
     assert result.returncode == 2

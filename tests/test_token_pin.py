@@ -55,6 +55,7 @@ def test_the_pinned_token_is_accepted(tmp_path: Path, softhsm: SoftHsm) -> None:
     serial = _token_serial(softhsm)
     c.script_path.write_text(_pinned(c.script_path.read_text(), serial=serial,
                                      model="SoftHSM v2"))
+    c.sign()  # (the authorizers sign the pinned script)
     result = c.run()
     assert result.returncode == 0, result.stderr
     assert c.verify().returncode == 0
@@ -63,6 +64,7 @@ def test_the_pinned_token_is_accepted(tmp_path: Path, softhsm: SoftHsm) -> None:
 def test_wrong_serial_is_refused_with_nothing_written(tmp_path: Path, softhsm: SoftHsm) -> None:
     c = prepare_ceremony(tmp_path / "c", softhsm)
     c.script_path.write_text(_pinned(c.script_path.read_text(), serial="0000000000000000"))
+    c.sign()
     result = c.run()
     assert result.returncode == 3, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()

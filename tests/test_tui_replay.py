@@ -20,7 +20,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static, TabbedContent
 
-from ceremony.tui.replay import EntryScreen, HelpScreen, ReplayApp
+from ceremony.tui.replay import EntryScreen, HelpScreen, ReplayApp, load_replay
 from tests.conftest import REPO
 
 GOLDEN = REPO / "tests" / "vectors" / "golden"
@@ -225,6 +225,27 @@ async def test_forged_seal_shows_which_signature_fails() -> None:
         meta = _text(app, "#entry-meta")
         assert "verification: ✗ FAILED verification" in meta
         assert "transcript key: ✗ signature does NOT verify" in meta
+
+
+def test_recovery_bundle_checks_the_seal_with_the_recovered_root_key(tmp_path: Path) -> None:
+    """A recovery records its key in root_key.recovered (not root_key.created): the replay
+    checks the seal's proof of possession with it, as `ceremony verify` does."""
+    from tests.test_recovery import fake_original, fake_recovery, to_shares
+
+    original = fake_original(tmp_path)
+    rec = fake_recovery(tmp_path, original)
+    to_shares(rec)
+    rec.offer("carol")
+    rec.offer("alice")
+    assert rec.finish().outcome == "completed"
+    replay = load_replay(rec.bundle)
+    assert replay.report.ok, replay.report.first_failure
+    seal = replay.entries[-1]
+    assert seal.entry is not None and seal.entry.event == "seal"
+    assert [s.describe() for s in seal.signers] == [
+        "transcript key: ✓ signature verifies",
+        "root key (proof of possession): ✓ signature verifies"]
+    assert replay.root_fingerprint == original.original.record.fingerprint
 
 
 def test_snapshot_of_the_golden_bundle(snap_compare: Callable[..., bool]) -> None:

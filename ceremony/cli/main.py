@@ -74,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a crypto officer's PIN share sheet, for a split-knowledge token "
                    "(repeat for each officer present; in the UI, without it, the officers "
                    "type their PIN shares on the start screen)")
+    from ceremony.cli.script import add_parsers as add_script_parsers
+    from ceremony.cli.script import add_state_argument
+
+    add_state_argument(p)
+    add_script_parsers(sub, _Parser)
 
     from ceremony.cli.recover import add_parser as add_recover_parser
 
@@ -134,6 +139,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_qr_commands(sub, _Parser)
 
+    from ceremony.cli.attest import add_parsers as add_attest_parsers
+
+    add_attest_parsers(sub)
+
+    from ceremony.cli.lineage import add_parsers as add_lineage_parsers
+    from ceremony.cli.printing import add_print_parser
+
+    add_print_parser(sub)
+    add_lineage_parsers(sub, _Parser)
+
     custodian = sub.add_parser("custodian", help="a custodian's identity card").add_subparsers(
         dest="custodian_command", required=True, parser_class=_Parser)
     p = custodian.add_parser("enroll", help="print the public identity of the custodian's "
@@ -156,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
                    "verify": cmd_verify, "replay": cmd_replay,
                    "sample": cmd_sample, "hsm": cmd_hsm, "shares": cmd_shares,
                    "qr": cmd_qr, "recover": cmd_recover,
-                   "custodian": cmd_custodian}[args.command]
+                   "custodian": cmd_custodian, "attest": cmd_attest,
+                   "selftest": cmd_selftest, "script": cmd_script,
+                   "print": cmd_print, "lineage": cmd_lineage}[args.command]
         return handler(args)
     except CeremonyError as exc:
         print(f"ceremony: {exc.describe()}", file=sys.stderr)
@@ -212,6 +229,13 @@ def cmd_lint(args: argparse.Namespace) -> int:
     print(f"{script.source_name}: ok (ceremony {script.ceremony_id} v{script.version}, "
           f"{len(script.steps)} steps, policy {policy.policy_id} v{policy.version})")
     return EXIT_OK
+
+
+def cmd_script(args: argparse.Namespace) -> int:
+    """`ceremony script sign` (ceremony/cli/script.py)."""
+    from ceremony.cli.script import cmd_script as script
+
+    return script(args, _load)
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
@@ -322,11 +346,47 @@ def _hsm_activate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_attest(args: argparse.Namespace) -> int:
+    """`ceremony attest`: exit 0 when the workstation passes, 1 when a check fails."""
+    from ceremony.cli.attest import cmd_attest as attest
+
+    return attest(args)
+
+
+def cmd_selftest(args: argparse.Namespace) -> int:
+    """`ceremony selftest`: exit 0, or 1 when a file differs from the manifest or a test fails."""
+    from ceremony.cli.attest import cmd_selftest as selftest
+
+    return selftest(args)
+
+
 def cmd_custodian(args: argparse.Namespace) -> int:
     """`ceremony custodian enroll`: exit 0, or 3 when the card, reader or PIN refuses."""
     from ceremony.cli.custodian import enroll
 
     return enroll(args)
+
+
+def cmd_print(args: argparse.Namespace) -> int:
+    """`ceremony print` (ceremony/cli/printing.py): 0, 1 unverifiable bundle or QR read-back,
+    3 printer or renderer."""
+    from ceremony.cli.printing import cmd_print as print_bundle
+
+    return print_bundle(args)
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    """`ceremony lineage make|show|verify` (ceremony/cli/lineage.py): 1 when a link breaks."""
+    from ceremony.cli.lineage import cmd_lineage as lineage
+
+    return lineage(args)
+
+
+def _print_after_seal(bundle: Path) -> int:
+    """The printable transcript next to a just-sealed bundle (ceremony/cli/printing.py)."""
+    from ceremony.cli.printing import print_after_seal
+
+    return print_after_seal(bundle)
 
 
 def cmd_shares(args: argparse.Namespace) -> int:
@@ -396,7 +456,8 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     print(f"  bundle:     {bundle}  (public; check it with `ceremony verify {bundle}`)")
     print(f"  secrets:    {secret}  (rehearsal share sheets and identity keys; never "
           "publish)")
-    return EXIT_OK
+    print(f"  lineage:    `ceremony lineage make {bundle} --identities {secret}/identities`")
+    return _print_after_seal(bundle)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -411,6 +472,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ceremony.adapters.slip39 import Slip39Splitter
     from ceremony.adapters.system import OsRandomness, SystemClock
     from ceremony.cli.login import open_token
+    from ceremony.cli.script import authorize, record_sealed
     from ceremony.engine.core import Devices, Engine
     from ceremony.headless import run_headless
     from ceremony.model.answers import load_answers
@@ -430,6 +492,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if secret_out.resolve().is_relative_to(args.out.resolve()):
         raise UsageError("--secret-out must not be inside the bundle",
                          requirement="CER-NO-SECRET")
+    authorization = authorize(args.script, script, policy, rehearsal=args.rehearsal,
+                              state=args.state, resume=args.resume)
     token = open_token(script.token.activation, module_path(args.module, script.token.module),
                        uri, pin_file=args.pin_file, pin_shares=args.pin_share)
     try:
@@ -439,20 +503,27 @@ def cmd_run(args: argparse.Namespace) -> int:
             engine = Engine.resume(script, policy, devices, args.out)
         else:
             engine = Engine.start(script, policy, script_bytes, policy_bytes, devices,
-                                  args.out, rehearsal=args.rehearsal)
+                                  args.out, rehearsal=args.rehearsal,
+                                  authorization=authorization)
         finished = run_headless(engine, answers, signers)  # type: ignore[arg-type]
     finally:
         token.close()
+    record_sealed(args.state, script, args.out)
     print(f"sealed: outcome {finished.outcome}, head {finished.head}; bundle {args.out}")
-    return EXIT_OK
+    return _print_after_seal(args.out)
 
 
 def _run_tui(args: argparse.Namespace) -> int:
     """`ceremony run SCRIPT` without --headless: the ceremony in the Textual UI."""
+    from ceremony.cli.script import authorize, record_sealed
     from ceremony.tui.app import RunSetup, TypedPinShares
     from ceremony.tui.devices import token_opener
 
     script, policy, script_bytes, policy_bytes = _load(args.script, args.policy)
+    # (an unfinished ceremony in --out is resumed in the UI: it was authorized at its start)
+    authorization = authorize(args.script, script, policy, rehearsal=args.rehearsal,
+                              state=args.state,
+                              resume=(args.out / "transcript.jsonl").is_file())
     signers: dict[str, object] = {}
     if args.answers is not None:
         from ceremony.adapters.identity import KeyFileSigner
@@ -501,8 +572,12 @@ def _run_tui(args: argparse.Namespace) -> int:
     setup = RunSetup(script, policy, script_bytes, policy_bytes, args.out, args.rehearsal,
                      opener, signers,  # type: ignore[arg-type]
                      needs_pin=pin is None and connect is None and typed is None,
-                     typed_shares=typed, device_name=uri)
-    return _run_app(setup)
+                     typed_shares=typed, device_name=uri, authorization=authorization)
+    code = _run_app(setup)
+    if code == EXIT_OK:
+        record_sealed(args.state, script, args.out)
+        code = _print_after_seal(args.out)
+    return code
 
 
 def _run_app(setup: object) -> int:
@@ -539,7 +614,9 @@ def _rehearse_tui(out: Path) -> int:
     print(render(report))
     print(f"  bundle:     {prepared.bundle}\n  secrets:    {prepared.secret}  (rehearsal share "
           "sheets and identity keys; never publish)")
-    return EXIT_OK if report.ok else Kind.CHECK_FAILED.value
+    if not report.ok:
+        return Kind.CHECK_FAILED.value
+    return _print_after_seal(prepared.bundle)
 
 
 def _read_pin(path: Path | None) -> bytearray:

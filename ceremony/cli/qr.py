@@ -54,6 +54,9 @@ def add_qr_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -> No
     p.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
     p.add_argument("--out", type=Path, help="directory to write the payload into (default: "
                    "print it)")
+    p.add_argument("--all", action="store_true", help="the images hold several payloads (a "
+                   "rendered page of a printed transcript): reassemble, check and write "
+                   "each one (needs --out)")
 
 
 def cmd_qr(args: argparse.Namespace) -> int:
@@ -133,19 +136,37 @@ def _encode(args: argparse.Namespace) -> int:
     return 0
 
 
-def payload_checks() -> Sequence[PayloadCheck]:
-    """Checks a decoded payload must pass before it is written out.
+def _lineage_check(payload: Payload, sources: str) -> None:
+    """A lineage record (docs/print-and-lineage.md) is well formed and every link's
+    signatures verify under the keys it lists; its bundles are checked by `lineage verify`."""
+    if payload.kind != "json":
+        return
+    import json
 
-    The hook for issue 7's lineage item: a lineage record (a json payload) gets its
-    signatures verified here, raising a CheckFailed naming the images. None yet.
-    """
-    return ()
+    from ceremony.lineage import chain, check_signatures, is_lineage, shape_problem
+
+    value = json.loads(payload.data)
+    if not is_lineage(value):
+        return
+    problem = shape_problem(value, "")
+    if problem:
+        raise InputError(f"holds a lineage record that is not well formed: {problem}",
+                         file=sources, hint="scan the parts again from the original")
+    for number, document in enumerate(chain(value), start=1):
+        check_signatures(document, f"{sources}: lineage link {number}")
+
+
+def payload_checks() -> Sequence[PayloadCheck]:
+    """Checks a decoded payload must pass before it is written out: a lineage record's
+    signatures (a CheckFailed naming the images)."""
+    return (_lineage_check,)
 
 
 def _decode(args: argparse.Namespace) -> int:
     from ceremony.adapters.qrcodes import decode_images
-    from ceremony.display import words
 
+    if args.all:
+        return _decode_all(args)
     payload = decode_images(args.images)
     sources = name_files(str(p) for p in args.images)
     check_content(payload.kind, payload.data, sources)
@@ -155,11 +176,42 @@ def _decode(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(payload.data)
         sys.stdout.buffer.flush()
         return 0
-    if args.out.exists() and not args.out.is_dir():
-        raise UsageError(f"{args.out} is not a directory", hint="give --out a directory")
-    target = args.out / payload.filename()
+    _write(args.out, payload)
+    return 0
+
+
+def _decode_all(args: argparse.Namespace) -> int:
+    """Every payload the images hold, each reassembled and checked on its own, then all
+    written (nothing is written unless every one passes)."""
+    from ceremony.adapters.qrcodes import scan_images
+    from ceremony.qrframe import Part, reassemble
+
+    if args.out is None:
+        raise UsageError("--all writes each payload to its own file", hint="give --out DIR")
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for source, text in scan_images(args.images):
+        groups.setdefault(Part.parse(text, source).digest, []).append((source, text))
+    payloads = []
+    for pairs in groups.values():
+        payload = reassemble(pairs)
+        sources = name_files(dict.fromkeys(source for source, _ in pairs))
+        check_content(payload.kind, payload.data, sources)
+        for check in payload_checks():
+            check(payload, sources)
+        payloads.append(payload)
+    for payload in payloads:
+        _write(args.out, payload)
+    return 0
+
+
+def _write(out: Path, payload: Payload) -> None:
+    from ceremony.display import words
+
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} is not a directory", hint="give --out a directory")
+    target = out / payload.filename()
     try:
-        args.out.mkdir(parents=True, exist_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
         with target.open("xb") as handle:
             handle.write(payload.data)
     except FileExistsError as exc:
@@ -170,4 +222,3 @@ def _decode(args: argparse.Namespace) -> int:
                           hint="check the --out directory is writable") from exc
     print(f"wrote {target}: {payload.kind}, {len(payload.data)} bytes\n  sha256 "
           f"{payload.digest}\n  words  {words(payload.digest)}")
-    return 0

@@ -63,6 +63,12 @@ from ceremony.errors import (
     UsageError,
 )
 from ceremony.model import statements as st
+from ceremony.model.authorization import (
+    BUNDLE_SIGS_FILE,
+    Presented,
+    authorization_record,
+    rollback_record,
+)
 from ceremony.model.certificate import CERTIFICATE_FILE, CSR_FILE
 from ceremony.model.policy import Policy
 from ceremony.model.recovery import FINGERPRINT_CHECK, SEED_CHECK, recovery_problem
@@ -171,15 +177,23 @@ class Engine:
     @classmethod
     def start(cls, script: Script, policy: Policy, script_bytes: bytes, policy_bytes: bytes,
               devices: Devices, bundle: Path, *, rehearsal: bool,
-              original: OriginalBundle | None = None) -> Engine:
+              original: OriginalBundle | None = None,
+              authorization: Presented | None = None) -> Engine:
         """Begin a new ceremony in an empty bundle directory.
 
         A recovery script (one with a [recovery] table) needs ``original``, the verified
         bundle of the ceremony whose root key it rebuilds (engine/recovery.py
         ``load_original``); it is checked against the script and copied into the bundle.
+        ``authorization`` is the script's authorizers' signatures and what the version state
+        says ran last (model/authorization.py): a script without the policy's quorum of
+        signatures, or not newer than the last version sealed, is refused; only a
+        rehearsal may go without either, and the transcript says so.
         """
         _check_runnable(script, policy, script_bytes, policy_bytes, rehearsal)
         _check_original(script, original, rehearsal)
+        authorization = authorization or Presented()
+        authorized = authorization_record(script, policy, authorization, rehearsal=rehearsal)
+        rollback = rollback_record(script, authorization, rehearsal=rehearsal)
         if bundle.exists() and any(bundle.iterdir()):
             raise UsageError(f"the output directory {bundle} already exists and is not empty",
                              hint="choose a new --out directory, or use --resume to continue "
@@ -194,6 +208,8 @@ class Engine:
         bundle.mkdir(parents=True, exist_ok=True)
         _write_file(bundle / SCRIPT_FILE, script_bytes)
         _write_file(bundle / POLICY_FILE, policy_bytes)
+        if authorization.sigs is not None:
+            _write_file(bundle / BUNDLE_SIGS_FILE, authorization.sigs)
         if rehearsal:
             _write_file(bundle / REHEARSAL_FILE, REHEARSAL_NOTE.encode())
         if original is not None:
@@ -220,6 +236,7 @@ class Engine:
             "rehearsal": rehearsal, "transcript_key": st.encode_key(public),
             "token": {**token.describe(), "mechanisms": mechanisms_for(script)},
             "leftovers_destroyed": leftovers,
+            "authorization": authorized, "rollback": rollback,
         })
         return engine
 

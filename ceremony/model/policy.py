@@ -7,10 +7,53 @@ from pathlib import Path
 
 from ceremony.canonical import sha256_hex
 from ceremony.errors import PolicyFileError
-from ceremony.model.strict import Source, read_source
+from ceremony.model.attestation import AttestationPolicy, read_attestation
+from ceremony.model.strict import Fields, Source, read_source
 
+# The script's roles (model/script.py ROLES): the roles [authorization] may name.
+ROLES = ("administrator", "custodian", "witness", "auditor")
 KEY_KINDS = ("ed25519", "ecdsa-p256", "ecdsa-p384", "rsa-3072", "rsa-4096")
 ACTIVATION_MODES = ("split", "pin-pad", "known-pin")
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """[authorization]: who must sign a script's exact bytes before it runs (ADR 12).
+
+    Authorizers are the script's participants with one of ``roles``; ``signers`` distinct
+    ones must sign (`ceremony script sign`) when ``required``. Without the table nothing
+    is required (signatures that are there are still checked).
+    """
+
+    required: bool = False
+    signers: int = 1
+    roles: tuple[str, ...] = ("custodian",)
+
+    def record(self) -> dict[str, object]:
+        """What the transcript records of this table."""
+        return {"required": self.required, "signers": self.signers, "roles": list(self.roles)}
+
+
+@dataclass(frozen=True)
+class Separation:
+    """[separation]: which duties one participant may combine (CER-SEPARATION, ADR 12).
+
+    Duties: the administrator (runs the ceremony), a step's approvers, the witnesses, the
+    crypto officers of [token.activation], and the holders of the seed's shares ([shares]).
+    The defaults (no table) are the strict ones except where earlier versions allowed it.
+    """
+
+    administrator_may_approve: bool = False
+    administrator_may_hold_share: bool = False
+    administrator_may_be_officer: bool = True
+    witness_may_hold_share: bool = False
+    officer_may_hold_share: bool = True
+    max_shares_per_holder: int = 1
+
+
+SEPARATION_FLAGS = ("administrator_may_approve", "administrator_may_hold_share",
+                    "administrator_may_be_officer", "witness_may_hold_share",
+                    "officer_may_hold_share")
 
 
 @dataclass(frozen=True)
@@ -30,6 +73,32 @@ class Policy:
     # [token]: how a token's PIN may be entered, and the fewest officers a split PIN needs.
     allowed_activation: tuple[str, ...] = ("split", "pin-pad")
     min_officer_threshold: int = 2
+    # [attestation]: which environment checks may be waived, by how many approvals.
+    attestation: AttestationPolicy = AttestationPolicy()  # noqa: RUF009 (frozen)
+    # [authorization] and [separation] (ADR 12): who signs scripts; who may combine duties.
+    authorization: Authorization = Authorization()
+    separation: Separation = Separation()
+
+
+def _authorization(table: Fields) -> Authorization:
+    required = table.flag("required")
+    signers = table.integer("signers", low=1, high=16)
+    roles = tuple(table.str_list("roles", min_len=1, max_len=len(ROLES)))
+    for role in roles:
+        if role not in ROLES:
+            raise table.fail("roles", f"{role!r} is not one of {', '.join(ROLES)}")
+    table.done()
+    return Authorization(required, signers, roles)
+
+
+def _separation(table: Fields) -> Separation:
+    defaults = Separation()
+    flags = {name: table.flag(name, default=getattr(defaults, name))
+             for name in SEPARATION_FLAGS}
+    most = table.integer("max_shares_per_holder", low=1, high=16,
+                         default=defaults.max_shares_per_holder)
+    table.done()
+    return Separation(**flags, max_shares_per_holder=most)
 
 
 def parse_policy(text: str, name: str) -> Policy:
@@ -69,10 +138,16 @@ def parse_policy(text: str, name: str) -> Policy:
                                  f"{mode!r} is not one of {', '.join(ACTIVATION_MODES)}")
         min_officers = token.integer("min_officer_threshold", low=2, high=16)
         token.done()
+    attestation = read_attestation(top.table("attestation", required=False), min_approvals)
+    auth = top.table("authorization", required=False)
+    authorization = _authorization(auth) if auth is not None else Authorization()
+    sep = top.table("separation", required=False)
+    separation = _separation(sep) if sep is not None else Separation()
     top.done()
     return Policy(policy_id, version, allowed, min_t, max_t, min_g, min_approvals, witnesses,
                   rehearsal, lifetime, sha256_hex(text.encode("utf-8")), name, activation,
-                  min_officers)
+                  min_officers, attestation=attestation, authorization=authorization,
+                  separation=separation)
 
 
 def load_policy(path: Path) -> Policy:

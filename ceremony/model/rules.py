@@ -70,10 +70,77 @@ def check_policy(script: Script, policy: Policy, *, rehearsal: bool,
         if not step.confirm:
             fail(("steps", i, "confirm"), f"step {step.id!r} is sensitive and needs a typed "
                  "confirmation phrase", "CER-CONFIRM", "add confirm = \"...\" to the step")
+    _check_separation(script, policy, fail)
+    _check_authorizers(script, policy, fail)
     if rehearsal and not policy.rehearsal_allowed:
         fail(("policy", "path"), f"policy {policy.policy_id!r} does not allow rehearsals",
              "CER-REHEARSAL", "rehearse with a policy that allows it")
     return out
+
+
+Fail = Callable[[tuple[str | int, ...], str, str, str], None]
+
+
+def _check_separation(script: Script, policy: Policy, fail: Fail) -> None:
+    """The policy's conflict matrix ([separation]): who may combine which duties.
+
+    Duties: the administrator, the approvers of each step, the witnesses, the crypto
+    officers of [token.activation] and the holders of the seed's shares ([shares]).
+    """
+    sep, pid = policy.separation, policy.policy_id
+
+    def conflict(path: tuple[str | int, ...], message: str, rule: str) -> None:
+        value = getattr(sep, rule)
+        setting = str(value).lower() if isinstance(value, bool) else str(value)
+        fail(path, f"{message}, which policy {pid!r} forbids ([separation] {rule} = "
+             f"{setting})", "CER-SEPARATION", "give the duty to someone else, or change "
+             "the policy's [separation] after review")
+
+    role = {p.id: p.role for p in script.participants}
+    officers = script.token.activation.officers
+    if not sep.administrator_may_be_officer:
+        for i, officer in enumerate(officers):
+            if role[officer] == "administrator":
+                conflict(("token", "activation", "officers", i), f"{officer!r} is the "
+                         "administrator and holds a PIN share of the token",
+                         "administrator_may_be_officer")
+    held: dict[str, list[int]] = {}
+    for g, group in enumerate(script.shares.groups):
+        for member in group.members:
+            held.setdefault(member, []).append(g)
+            where = ("shares", "groups", g, "members")
+            if role[member] == "administrator" and not sep.administrator_may_hold_share:
+                conflict(where, f"{member!r} is the administrator and holds a share of the "
+                         "seed", "administrator_may_hold_share")
+            if role[member] == "witness" and not sep.witness_may_hold_share:
+                conflict(where, f"{member!r} is a witness and holds a share of the seed",
+                         "witness_may_hold_share")
+            if member in officers and not sep.officer_may_hold_share:
+                conflict(where, f"{member!r} holds a PIN share of the token and a share of "
+                         "the seed", "officer_may_hold_share")
+    for member, groups in held.items():
+        if len(groups) > sep.max_shares_per_holder:
+            conflict(("shares", "groups", groups[sep.max_shares_per_holder], "members"),
+                     f"{member!r} holds {len(groups)} shares of the seed (groups "
+                     f"{', '.join(str(g + 1) for g in groups)}), more than "
+                     f"{sep.max_shares_per_holder}", "max_shares_per_holder")
+    if not sep.administrator_may_approve:
+        for i, step in enumerate(script.steps):
+            for who in step.approvers:
+                if role[who] == "administrator":
+                    conflict(("steps", i, "approvers"), f"{who!r} is the administrator and "
+                             f"may approve step {step.id!r}", "administrator_may_approve")
+
+
+def _check_authorizers(script: Script, policy: Policy, fail: Fail) -> None:
+    """A script the policy wants signed must name enough participants who may sign it."""
+    auth = policy.authorization
+    eligible = [p.id for p in script.participants if p.role in auth.roles]
+    if auth.required and len(eligible) < auth.signers:
+        fail(("participants",), f"policy {policy.policy_id!r} requires {auth.signers} "
+             f"authorizers ({', '.join(auth.roles)}) to sign the script, but it names "
+             f"{len(eligible)}", "CER-SCRIPT-SIGNED",
+             "add participants with an authorizing role, or review the policy")
 
 
 def _check_certificate_validity(script: Script, policy: Policy,

@@ -30,6 +30,10 @@ ACTIONS = ("none", "provision_root_key", "certify_root_key", "recover_root_key")
 ACTIVATION_MODES = ("split", "pin-pad", "known-pin")
 # Who may hold a share of the token's PINs (witnesses and auditors only watch).
 OFFICER_ROLES = ("administrator", "custodian")
+# Who may be named to approve a step, and to hold a share of the seed: the policy's
+# [separation] then says which of these combinations it allows (CER-SEPARATION, ADR 12).
+APPROVER_ROLES = ("custodian", "administrator")
+HOLDER_ROLES = ("custodian", "administrator", "witness")
 # Steps whose action creates or exposes key material: the policy's quorum applies to them.
 # (Certifying signs with the root key, so it needs the quorum as well; recovering rebuilds
 # the root key from the custodians' shares into a new token.)
@@ -386,9 +390,10 @@ def parse_script(text: str, name: str) -> Script:
         for m in members:
             if m not in by_id:
                 raise g.fail("members", f"{m!r} is not a participant of this script")
-            if by_id[m].role != "custodian":
+            if by_id[m].role not in HOLDER_ROLES:
                 raise g.fail("members", f"{m!r} is {article(by_id[m].role)}, not a custodian",
-                             hint="only custodians hold shares")
+                             hint="custodians hold shares (an administrator or a witness "
+                                  "only where the policy's [separation] allows it)")
         threshold = g.integer("threshold", low=1, high=16)
         if threshold > len(members):
             raise g.fail("threshold", f"{threshold} is more than the {len(members)} members")
@@ -424,8 +429,10 @@ def parse_script(text: str, name: str) -> Script:
         for a in approvers:
             if a not in by_id:
                 raise s.fail("approvers", f"{a!r} is not a participant of this script")
-            if by_id[a].role != "custodian":
-                raise s.fail("approvers", f"{a!r} is {article(by_id[a].role)}, not a custodian")
+            if by_id[a].role not in APPROVER_ROLES:
+                raise s.fail("approvers", f"{a!r} is {article(by_id[a].role)}, not a custodian",
+                             hint="custodians approve steps (the administrator only where "
+                                  "the policy's [separation] allows it)")
         approvals = s.integer("approvals", low=0, high=64, default=0)
         if approvals > len(approvers):
             raise s.fail("approvals", f"{approvals} approvals cannot come from "

@@ -24,6 +24,7 @@ APPROVAL = "ceremony.approval.v1"
 CHECKPOINT = "ceremony.checkpoint.v1"
 SEAL = "ceremony.seal.v1"
 CHECKSUMS = "ceremony.checksums.v1"
+SCRIPT_AUTHORIZATION = "ceremony.script-authorization.v1"
 
 
 # Root key kinds and the length of their public key bytes in the transcript: Ed25519's 32
@@ -181,6 +182,15 @@ def approval_statement(*, ceremony: str, script_sha256: str, step: str, step_dig
     return {"type": APPROVAL, "ceremony": ceremony, "script_sha256": script_sha256,
             "step": step, "step_digest": step_digest, "head": head, "role": role,
             "participant": participant, "time": time}
+
+
+def script_authorization_statement(*, ceremony: str, version: int, script_sha256: str,
+                                   participant: str, role: str, time: str) -> dict[str, Any]:
+    """An authorizer's signature over a script's exact bytes (its SHA-256), for one
+    ceremony id and version (docs/script-signing.md)."""
+    return {"type": SCRIPT_AUTHORIZATION, "ceremony": ceremony, "version": version,
+            "script_sha256": script_sha256, "participant": participant, "role": role,
+            "time": time}
 
 
 def checkpoint_statement(*, ceremony: str, seq: int, head: str) -> dict[str, Any]:

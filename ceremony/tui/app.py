@@ -24,10 +24,13 @@ from ceremony.tui.shares import PrivateShares
 if TYPE_CHECKING:
     from ceremony.engine.core import Devices, Engine
     from ceremony.engine.prompts import Answer, Prompt
+    from ceremony.engine.recovery import OriginalBundle
     from ceremony.headless import Signer
+    from ceremony.model.authorization import Presented
     from ceremony.model.policy import Policy
     from ceremony.model.script import Activation, Script
     from ceremony.transcript import Entry
+    from ceremony.tui.typeback import TypedShare
 
 T = TypeVar("T")
 
@@ -129,6 +132,12 @@ class RunSetup:
     typed_shares: TypedPinShares | None = None
     device_name: str = ""  # how the token is named before it is opened (URI)
     clock_text: Callable[[], str] | None = None
+    # A recovery (`ceremony recover`): the verified original bundle the root key is rebuilt
+    # from (on a resume, the recovery's own copy of it). None for any other ceremony.
+    original: OriginalBundle | None = None
+    # The script's authorizers' signatures and the version state (`ceremony run` reads them;
+    # None: none presented, which only a rehearsal may run with).
+    authorization: Presented | None = None
 
     @property
     def pin_pad(self) -> bool:
@@ -200,6 +209,21 @@ def environment_checks(setup: RunSetup, token: dict[str, Any] | None,
     return checks
 
 
+SEED_BYTES = 32  # the engine's seed, when an original does not say (SLIP-39: 33 words)
+_SHARE_METADATA_WORDS = 7  # SLIP-39: identifier, indices, thresholds and checksum words
+
+
+def share_length(original: OriginalBundle) -> int:
+    """How many words each share of ``original`` has: SLIP-39's 7 words around the seed's,
+    10 bits a word (the seed's size is what the original's entropy.collected records)."""
+    seed_bytes = SEED_BYTES
+    for entry in read_entries(original.path / TRANSCRIPT_FILE):
+        size = entry.payload.get("seed_bytes") if entry.event == "entropy.collected" else None
+        if isinstance(size, int) and size > 0:
+            seed_bytes = size
+    return _SHARE_METADATA_WORDS + -(-seed_bytes * 8 // 10)
+
+
 def _utc_now() -> str:
     from datetime import UTC, datetime
 
@@ -255,11 +279,12 @@ class CeremonyApp(App[str]):
 
     # ------------------------------------------------------------ engine calls
 
-    def call_engine(self, label: str, fn: Callable[[], T], then: Callable[[T], None]) -> bool:
+    def call_engine(self, label: str, fn: Callable[[], T], then: Callable[[T], None],
+                    failed: Callable[[CeremonyError], None] | None = None) -> bool:
         """Run ``fn`` in the engine's worker (one at a time), then ``then`` on the UI thread.
 
-        A CeremonyError shows as an error modal; the engine has written nothing for a
-        refused answer, so the user can retry or abort.
+        A CeremonyError shows as an error modal (or goes to ``failed``); the engine has
+        written nothing for a refused answer, so the user can retry or abort.
         """
         from ceremony.tui.screens import BusyScreen
 
@@ -273,13 +298,13 @@ class CeremonyApp(App[str]):
             try:
                 result = fn()
             except CeremonyError as exc:
-                self.call_from_thread(self._engine_failed, exc)
+                self.call_from_thread(self._engine_failed, exc, failed)
                 return
             except Exception as exc:  # a bug or an unforeseen device failure
                 error = DeviceError(f"{label} failed unexpectedly ({type(exc).__name__})",
                                     hint="the transcript holds what was done; quit and "
                                     "resume, or abort")
-                self.call_from_thread(self._engine_failed, error)
+                self.call_from_thread(self._engine_failed, error, failed)
                 return
             self.call_from_thread(self._engine_done, then, result)
 
@@ -297,9 +322,13 @@ class CeremonyApp(App[str]):
         self._end_busy()
         then(result)
 
-    def _engine_failed(self, error: CeremonyError) -> None:
+    def _engine_failed(self, error: CeremonyError,
+                       failed: Callable[[CeremonyError], None] | None = None) -> None:
         self._end_busy()
-        self.show_error(error)
+        if failed is not None:
+            failed(error)
+        else:
+            self.show_error(error)
 
     def show_error(self, error: CeremonyError) -> None:
         from ceremony.tui.screens import ErrorModal
@@ -359,7 +388,8 @@ class CeremonyApp(App[str]):
             if stopped is not None:
                 return Engine.resume(s.script, s.policy, opened.devices, s.out)
             return Engine.start(s.script, s.policy, s.script_bytes, s.policy_bytes,
-                                opened.devices, s.out, rehearsal=s.rehearsal)
+                                opened.devices, s.out, rehearsal=s.rehearsal,
+                                original=s.original, authorization=s.authorization)
 
         def started(engine: Engine) -> None:
             from ceremony.tui.screens import CeremonyScreen
@@ -417,6 +447,43 @@ class CeremonyApp(App[str]):
         self.call_engine(f"Recording the {kind} of {name}", sign_and_submit,
                          lambda _: self.refresh_screen())
 
+    def offer_share(self, participant: str, typed: TypedShare,
+                    done: Callable[[CeremonyError | None], None]) -> None:
+        """Present the share ``participant`` typed (a recovery) to the engine, in the worker.
+
+        The words become a string only inside the worker, for ShareOffered, and are dropped
+        right after; ``typed`` is wiped whatever the engine says. ``done`` gets None when the
+        share was accepted, else the engine's refusal (one sentence naming the custodian).
+        """
+        from ceremony.engine.prompts import ShareOffered
+        from ceremony.errors import UsageError
+
+        engine = self.engine
+        if engine is None:
+            typed.wipe()
+            done(UsageError("the recovery has not started", hint="begin it first"))
+            return
+        who = engine.script.participant(participant)
+        name = who.name if who else participant
+
+        def offer() -> Prompt:
+            mnemonic = typed.mnemonic()
+            try:
+                return engine.submit(ShareOffered(participant, mnemonic))
+            finally:
+                typed.wipe()
+                del mnemonic
+
+        def accepted(_: Prompt) -> None:
+            self.refresh_screen()
+            done(None)
+
+        if not self.call_engine(f"Checking the share of {name} against the original's "
+                                "record", offer, accepted, failed=done):
+            typed.wipe()
+            done(UsageError("the previous action is still running; nothing was presented",
+                            hint=f"{name} presents the share again"))
+
     def proceed(self) -> None:
         """Do the step's action; after a provisioning, hand the shares out privately."""
         from ceremony.engine.prompts import Proceed
@@ -441,10 +508,11 @@ class CeremonyApp(App[str]):
             return
 
         def done(_: Prompt) -> None:
-            from ceremony.tui.screens import AbortedModal, DistributionScreen
+            from ceremony.tui.screens import AbortedModal, DistributionScreen, RecoveryScreen
 
-            # Aborted while handing out shares: the rollback removed them; back to the step.
-            while isinstance(self.screen, DistributionScreen):
+            # Aborted while handing out shares (the rollback removed them) or while the
+            # custodians presented theirs (the engine forgot them): back to the step.
+            while isinstance(self.screen, DistributionScreen | RecoveryScreen):
                 self.pop_screen()
             self.refresh_screen()
             entries = read_entries(engine.writer.path)

@@ -16,6 +16,7 @@ from ceremony.tui.shares import PrivateShares
 
 if TYPE_CHECKING:
     from ceremony.adapters.pkcs11_token import Pkcs11Token
+    from ceremony.engine.ports import SecretOutput
     from ceremony.rehearsal import Rehearsal
 
 
@@ -26,6 +27,7 @@ def token_opener(module: str | None, uri: str, ceremony_id: str, sheets: Path | 
                  script_module: str | None = None,
                  connect: Callable[[], Pkcs11Token] | None = None,
                  typed_shares: TypedPinShares | None = None,
+                 recovery: bool = False,
                  ) -> Callable[[bytearray | None], OpenedDevices]:
     """A function that opens the PKCS#11 token and builds the engine's devices.
 
@@ -37,7 +39,8 @@ def token_opener(module: str | None, uri: str, ceremony_id: str, sheets: Path | 
     given, logs in by itself (split activation from PIN share sheets, or a PIN pad).
     ``typed_shares`` (split activation, the same object as the RunSetup's) holds the PIN
     shares the officers typed on the start screen: the PIN is rebuilt from them here, in
-    the worker, and the shares and the PIN are wiped once the token has it.
+    the worker, and the shares and the PIN are wiped once the token has it. A ``recovery``
+    hands out no shares: its engine gets the SecretOutput that refuses to write one.
     """
 
     def open_devices(typed: bytearray | None) -> OpenedDevices:
@@ -63,8 +66,14 @@ def token_opener(module: str | None, uri: str, ceremony_id: str, sheets: Path | 
             if after:
                 after()
             raise
-        shares = PrivateShares(ShareSheetDirectory(sheets, ceremony_id) if sheets else None)
-        devices = Devices(SystemClock(), OsRandomness(), token, Slip39Splitter(), shares,
+        shares = PrivateShares(ShareSheetDirectory(sheets, ceremony_id)
+                               if sheets and not recovery else None)
+        output: SecretOutput = shares
+        if recovery:
+            from ceremony.engine.recovery import NoSecretOutput
+
+            output = NoSecretOutput()
+        devices = Devices(SystemClock(), OsRandomness(), token, Slip39Splitter(), output,
                           BundleCodes())
 
         def close() -> None:
@@ -96,6 +105,7 @@ def rehearsal_setup(out: Path) -> tuple[RunSetup, Rehearsal, contextlib.ExitStac
     stack is closed (the caller closes it after the app ends).
     """
     from ceremony.adapters.softhsm import SOFTHSM_MODULE
+    from ceremony.model.authorization import Presented
     from ceremony.model.policy import parse_policy
     from ceremony.rehearsal import prepare_rehearsal, rehearsal_login, throwaway_token
 
@@ -113,5 +123,6 @@ def rehearsal_setup(out: Path) -> tuple[RunSetup, Rehearsal, contextlib.ExitStac
     setup = RunSetup(cast.script, parse_policy(prepared.policy_text, "policy.toml"),
                      cast.script_text.encode(), prepared.policy_text.encode(),
                      prepared.bundle, True, opener, cast.signers,  # type: ignore[arg-type]
-                     device_name="a throwaway SoftHSM2 token (made when opened)")
+                     device_name="a throwaway SoftHSM2 token (made when opened)",
+                     authorization=Presented(prepared.sigs, str(prepared.sigs_path)))
     return setup, prepared, stack

@@ -245,7 +245,7 @@ def load_replay(bundle: Path) -> Replay:
                 transcript_key = _key(p.get("transcript_key"))
                 replay.rehearsal = p.get("rehearsal") is True
                 replay.ceremony_id = entry.ceremony
-            elif entry.event == "root_key.created":
+            elif entry.event in ("root_key.created", "root_key.recovered"):
                 root = _root_key(p.get("public_key"))
                 fingerprint = p.get("fingerprint")
                 replay.root_fingerprint = fingerprint if isinstance(fingerprint, str) else None

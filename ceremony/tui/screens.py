@@ -6,7 +6,7 @@ is ``engine.status()``, and every answer goes through the app to ``engine.submit
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -36,6 +36,7 @@ from ceremony.tui.widgets import (
     WAITING,
     TranscriptPanel,
     digest_text,
+    group_progress_text,
     marks_text,
     participant_label,
     step_list_text,
@@ -44,9 +45,11 @@ from ceremony.tui.widgets import (
 
 if TYPE_CHECKING:
     from ceremony.engine.core import Engine
-    from ceremony.engine.prompts import Prompt
+    from ceremony.engine.prompts import Finished, Prompt, SharesNeeded
     from ceremony.tui.app import CeremonyApp
     from ceremony.tui.shares import ShareSlot
+
+R = TypeVar("R")
 
 
 class _Base(Screen[None]):
@@ -136,6 +139,11 @@ class StartScreen(_Base):
         self.query_one("#title", Static).update(_title_bar(app))
         digests = digest_text("script", s.script.sha256)
         digests.append_text(digest_text("policy", s.policy.sha256))
+        if s.original is not None:
+            record = s.original.record
+            digests.append(f"RECOVERY of ceremony {record.ceremony_id} (its bundle verified): "
+                           "the rebuilt root key must have the fingerprint\n", style="bold")
+            digests.append_text(digest_text("key", record.fingerprint))
         self.query_one("#digests", Static).update(digests)
         from ceremony.tui.app import environment_checks
 
@@ -498,6 +506,7 @@ class CeremonyScreen(_Base):
             BeginStep,
             ConfirmationNeeded,
             Finished,
+            SharesNeeded,
         )
 
         engine, app = self.engine, self.ceremony
@@ -555,13 +564,20 @@ class CeremonyScreen(_Base):
             needs.append(prompt.description)
             button.label = ("Do it: run the action on the token (n)"
                             if prompt.action != "none" else "Complete this step (n)")
+        elif isinstance(prompt, SharesNeeded):
+            needs.append("Who acts: the custodians, each typing their share privately.\n")
+            needs.append_text(group_progress_text(prompt))
+            button.label = ("Present the shares, or rebuild the root key (n)" if prompt.ready
+                            else "Present the shares (n)")
         elif isinstance(prompt, Finished):
             title.update(Text(f"Ceremony {prompt.outcome.upper()} and sealed",
                               style="bold"))
-            instructions.update(Text(
+            finished = Text(
                 f"{DONE if prompt.outcome == 'completed' else MISSING} outcome: "
                 f"{prompt.outcome}\nbundle: {engine.bundle}\nRead the transcript head "
-                f"aloud:\n{words(prompt.head)}"))
+                f"aloud:\n{words(prompt.head)}")
+            finished.append_text(self._recovered_text(prompt))
+            instructions.update(finished)
             button.label = "Quit (q)"
         self.query_one("#needs", Static).update(needs)
         self.query_one(TranscriptPanel).show(app.entries(), engine.writer.head)
@@ -573,6 +589,28 @@ class CeremonyScreen(_Base):
         else:
             button.focus()
         self.refresh_bindings()
+
+    def _recovered_text(self, prompt: Finished) -> Text:
+        """A completed recovery: the recovered key's fingerprint next to the original's."""
+        from ceremony.canonical import sha256_hex
+        from ceremony.display import grouped_hex
+        from ceremony.model import statements as st
+
+        original = self.engine.original
+        if original is None or prompt.outcome != "completed" or not prompt.root_public_key:
+            return Text()
+        _, public = st.decode_public_key(prompt.root_public_key)
+        recovered, expected = sha256_hex(public), original.record.fingerprint
+        text = Text("\n\nRoot key fingerprint, recovered into the token:\n", style="bold")
+        text.append(f"{grouped_hex(recovered)}\nwords: {words(recovered)}\n")
+        text.append(f"The original's (ceremony {original.record.ceremony_id}):\n",
+                    style="bold")
+        text.append(f"{grouped_hex(expected)}\nwords: {words(expected)}\n")
+        if recovered == expected:
+            text.append(f"{DONE} the same: the recovered root key is the original's")
+        else:
+            text.append(f"{MISSING} NOT the same key", style="bold")
+        return text
 
     def _person(self, pid: str) -> Text:
         here = pid in self.ceremony.present
@@ -621,6 +659,7 @@ class CeremonyScreen(_Base):
             BeginStep,
             ConfirmationNeeded,
             Finished,
+            SharesNeeded,
         )
 
         app = self.ceremony
@@ -640,6 +679,8 @@ class CeremonyScreen(_Base):
                 app.submit(Proceed(), "Completing the step")
             else:
                 app.proceed()
+        elif isinstance(prompt, SharesNeeded):
+            self.app.push_screen(RecoveryScreen(), lambda _: self.refresh_view())
         elif isinstance(prompt, Finished):
             app.exit(prompt.outcome)
 
@@ -719,7 +760,7 @@ class DistributionScreen(_Base):
             if nobody_else:
                 self.app.push_screen(PrivateShareScreen(slot), lambda _: self.refresh_view())
 
-        self.app.push_screen(PrivacyModal(slot), answered)
+        self.app.push_screen(PrivacyModal(slot.name), answered)
 
     def action_done(self) -> None:
         if all(s.delivered for s in self._slots()):
@@ -732,24 +773,25 @@ class DistributionScreen(_Base):
 
 
 class PrivacyModal(ModalScreen[bool]):
-    """"Is anyone else looking?" before a share appears."""
+    """"Is anyone else looking?" before a share appears (or is typed, in a recovery)."""
 
     BINDINGS = [  # noqa: RUF012
         Binding("y", "yes", "Nobody else is looking"),
         Binding("escape", "no", "Cancel"),
     ]
 
-    def __init__(self, slot: ShareSlot) -> None:
+    def __init__(self, name: str, action: str = "show my share") -> None:
         super().__init__()
-        self.slot = slot
+        self.holder = name
+        self.action = action
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(Text(f"Private: the share of {self.slot.name}", style="bold"))
-            yield Static(f"Only {self.slot.name} may look at the screen now. Is anyone "
+            yield Static(Text(f"Private: the share of {self.holder}", style="bold"))
+            yield Static(f"Only {self.holder} may look at the screen now. Is anyone "
                          "else looking? Everyone else turns away from the screen.",
                          markup=False)
-            yield Button("Nobody else is looking: show my share (y)", id="yes",
+            yield Button(f"Nobody else is looking: {self.action} (y)", id="yes",
                          compact=True)
             yield Button("Cancel (Esc)", id="no", compact=True)
         yield Footer()
@@ -857,40 +899,31 @@ class ShareWordInput(Input):
         super().action_delete_left()
 
 
-class TypeBackScreen(Screen[str]):
-    """The custodian types their share back, word by word, until it matches the one shown.
+class ShareWordsScreen(Screen[R]):
+    """A private screen where a custodian types a share, word by word (the common part).
 
     Each word is taken at Space or Enter (four letters name a SLIP-39 word: the rest is
-    completed) and marked: a SLIP-39 word or not. After the last word, the RS1024 checksum,
-    then an exact, constant-time match with the share shown. Every sentence names positions,
-    never a word. The field holds one word at most and is cleared as each word is taken; the
-    words taken are kept as indices in a bytearray (typeback.TypedShare), wiped on leaving.
-    Nothing advances until the share matches: Esc only goes back to see it again.
+    completed) and marked: a SLIP-39 word or not. After the last word, ``_check`` (the
+    subclass's): the RS1024 checksum first. Every sentence names positions, never a word.
+    The field holds one word at most and is cleared as each word is taken; the words taken
+    are kept as indices in a bytearray (typeback.TypedShare), wiped on leaving.
     """
 
-    MATCHED = "matched"
-    BACK = "back"
-
-    BINDINGS = [  # noqa: RUF012
-        Binding("escape", "back", "Show my share again"),
-    ]
-
-    def __init__(self, slot: ShareSlot) -> None:
+    def __init__(self, length: int) -> None:
         super().__init__()
-        self.slot = slot
-        self.typed = typeback.TypedShare(typeback.word_count(slot.secret))
+        self.typed = typeback.TypedShare(length)
         self.flagged: int | None = None  # the position the last refusal is about
         self.said = Text()  # the last sentence: positions only, never a word
 
+    def header(self) -> Text:
+        raise NotImplementedError
+
+    def help_text(self) -> str:
+        raise NotImplementedError
+
     def compose(self) -> ComposeResult:
-        slot = self.slot
-        yield Static(Text(f"PRIVATE: type back the share of {slot.name} ({slot.participant}),"
-                          f" group {slot.group} member {slot.member}", style="bold reverse"),
-                     classes="bar")
-        yield Static("Type your share back from your sheet, one word at a time: four letters "
-                     "are enough (the word is completed), then Space or Enter. Backspace in "
-                     "the empty field goes back a word; Esc shows your share again.",
-                     markup=False, id="typeback-help")
+        yield Static(self.header(), classes="bar")
+        yield Static(self.help_text(), markup=False, id="typeback-help")
         yield Static(id="typeback-marks")
         yield Static(id="typeback-status")
         with Horizontal(id="typeback-row"):
@@ -983,15 +1016,55 @@ class TypeBackScreen(Screen[str]):
             self.refresh_view()
 
     def _check(self) -> None:
+        """Every word typed: what the subclass does with the share."""
+        raise NotImplementedError
+
+    def _checksum_fails(self, then: str) -> bool:
+        """True (the typed words wiped, the sentence set) when the checksum fails."""
+        if self.typed.checksum_ok():
+            return False
+        self.typed.wipe()
+        self.flagged = None
+        self.said = Text(f"{MISSING} what you typed fails the SLIP-39 checksum: a word is "
+                         f"wrong or out of place. Type it again from word 1, or {then}.",
+                         style="bold")
+        return True
+
+
+class TypeBackScreen(ShareWordsScreen[str]):
+    """The custodian types their share back, word by word, until it matches the one shown.
+
+    After the last word, the RS1024 checksum, then an exact, constant-time match with the
+    share shown (ShareWordsScreen has the rest). Nothing advances until the share matches:
+    Esc only goes back to see it again.
+    """
+
+    MATCHED = "matched"
+    BACK = "back"
+
+    BINDINGS = [  # noqa: RUF012
+        Binding("escape", "back", "Show my share again"),
+    ]
+
+    def __init__(self, slot: ShareSlot) -> None:
+        super().__init__(typeback.word_count(slot.secret))
+        self.slot = slot
+
+    def header(self) -> Text:
+        slot = self.slot
+        return Text(f"PRIVATE: type back the share of {slot.name} ({slot.participant}), "
+                    f"group {slot.group} member {slot.member}", style="bold reverse")
+
+    def help_text(self) -> str:
+        return ("Type your share back from your sheet, one word at a time: four letters are "
+                "enough (the word is completed), then Space or Enter. Backspace in the empty "
+                "field goes back a word; Esc shows your share again.")
+
+    def _check(self) -> None:
         """Every word typed: the checksum, then the match with the share shown."""
-        typed = self.typed
-        if not typed.checksum_ok():
-            typed.wipe()
-            self.flagged = None
-            self.said = Text(f"{MISSING} what you typed fails the SLIP-39 checksum: a word is "
-                             "wrong or out of place. Type it again from word 1, or press Esc "
-                             "to see your share again.", style="bold")
+        if self._checksum_fails("press Esc to see your share again"):
             return
+        typed = self.typed
         position = typed.first_mismatch(self.slot.secret)
         if position is not None:
             typed.truncate(position - 1)
@@ -1008,6 +1081,262 @@ class TypeBackScreen(Screen[str]):
         self.typed.wipe()
         self.query_one("#word", ShareWordInput).value = ""
         self.dismiss(self.BACK)
+
+
+class PresentShareScreen(ShareWordsScreen[CeremonyError | bool]):
+    """A recovery: one custodian types their share from their sheet, privately.
+
+    Word completion and per-word marks as for the type-back; after the last word the RS1024
+    checksum is checked here, before anything is offered, and only a share that passes it
+    goes to the engine (app.offer_share), which checks it against the original's record.
+    Dismissed with True (accepted), the engine's refusal (a CeremonyError, shown on the
+    recovery screen), or False (Esc: nothing was presented). The words are wiped either way.
+    """
+
+    BINDINGS = [  # noqa: RUF012
+        Binding("escape", "stop", "Stop (nothing is presented)"),
+    ]
+
+    def __init__(self, participant: str, name: str, group: int, member: int,
+                 length: int) -> None:
+        super().__init__(length)
+        self.participant, self.holder = participant, name
+        self.group, self.member = group, member
+        self.offering = False
+
+    def header(self) -> Text:
+        return Text(f"PRIVATE: {self.holder} ({self.participant}) presents their share, group "
+                    f"{self.group} member {self.member}", style="bold reverse")
+
+    def help_text(self) -> str:
+        return ("Type your share from your sheet, one word at a time: four letters are "
+                "enough (the word is completed), then Space or Enter. Backspace in the empty "
+                "field goes back a word; Esc stops (nothing is presented).")
+
+    def _check(self) -> None:
+        """Every word typed: the checksum here, then the engine's checks (in its worker)."""
+        if self._checksum_fails("press Esc to stop"):
+            return
+        self.offering = True
+        self.said = Text(f"{DONE} the checksum is right: checking the share against the "
+                         "original's record")
+        cast("CeremonyApp", self.app).offer_share(self.participant, self.typed, self._answered)
+
+    def _take(self, field: Input, *, final: bool) -> None:
+        if self.offering:  # the share is being checked: nothing more is taken
+            field.value = ""
+            return
+        super()._take(field, final=final)
+
+    def _answered(self, refusal: CeremonyError | None) -> None:
+        self.typed.wipe()  # (the worker has wiped it already)
+        self.query_one("#word", ShareWordInput).value = ""
+        self.dismiss(True if refusal is None else refusal)
+
+    def action_stop(self) -> None:
+        if self.offering:
+            return
+        self.typed.wipe()
+        self.query_one("#word", ShareWordInput).value = ""
+        self.dismiss(False)
+
+
+# ------------------------------------------------------------------ recovery
+
+
+class RecoveryScreen(_Base):
+    """A recovery: the custodians present their shares one at a time, then the rebuild.
+
+    What it shows comes from the engine's SharesNeeded: each share group's progress (who
+    presented, complete or not). A custodian picks their name, says nobody else is looking
+    and types their share on PresentShareScreen; the engine's refusal (another set, altered,
+    someone else's) is shown here as its one sentence naming the custodian. More shares than
+    the thresholds are accepted. Once enough groups are complete, r rebuilds the root key in
+    the engine's worker: its fingerprint is compared with the original's before the token is
+    touched, then it is imported and tested.
+    """
+
+    BINDINGS = [  # noqa: RUF012
+        Binding("r", "rebuild", "Rebuild the root key"),
+        Binding("p", "roll_call", "Roll call"),
+        Binding("a", "abort", "Abort"),
+        Binding("escape", "back", "Back to the step"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.said = Text()  # the last thing that happened: a sentence, never a word
+        self.length = 0  # how many words a share of the original has
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="title", classes="bar")
+        with VerticalScroll(id="recovery-body"):
+            yield Static(id="recovery-original")
+            yield Static(id="recovery-groups")
+            yield Static("Each custodian in turn: pick your name (arrows, Enter), then type "
+                         "your share from your sheet, privately. Everyone else looks away.",
+                         markup=False, id="recovery-help")
+            yield OptionList(id="custodians", compact=True)
+            yield Static(id="recovery-status")
+        yield Button("Rebuild the root key (r)", id="rebuild", compact=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        from ceremony.tui.app import share_length
+
+        self.query_one("#title", Static).update(_title_bar(self.ceremony, "  - shares",
+                                                           full=False))
+        engine = self.ceremony.engine
+        original = engine.original if engine is not None else None
+        self.length = share_length(original) if original is not None else 33
+        self.refresh_view()
+        self.query_one("#custodians", OptionList).focus()
+
+    def on_screen_resume(self) -> None:
+        # Back from an error (a failed rebuild rolls the action back: shares are void).
+        if self.is_mounted and self.query("#custodians"):
+            self.refresh_view()
+
+    def prompt(self) -> SharesNeeded | None:
+        from ceremony.engine.prompts import SharesNeeded
+
+        engine = self.ceremony.engine
+        prompt = engine.next_prompt() if engine is not None else None
+        return prompt if isinstance(prompt, SharesNeeded) else None
+
+    def refresh_view(self) -> None:
+        prompt = self.prompt()
+        if prompt is None:  # rebuilt or aborted: the screen is on its way out
+            return
+        script = self.ceremony.setup.script
+        original = Text(f"Rebuilding the root key of ceremony {prompt.original}; it must "
+                        "have the original's fingerprint:\n")
+        original.append_text(digest_text("key", prompt.fingerprint))
+        self.query_one("#recovery-original", Static).update(original)
+        self.query_one("#recovery-groups", Static).update(group_progress_text(prompt))
+        custodians = self.query_one("#custodians", OptionList)
+        highlighted = custodians.highlighted_option
+        options = []
+        for group in prompt.groups:
+            for member, holder in enumerate(group.holders, start=1):
+                label = Text(f"{participant_label(script, holder)}, group {group.group} "
+                             f"member {member}: ")
+                if holder in group.presented:
+                    label.append(f"{DONE} presented", style="bold")
+                elif holder not in self.ceremony.present:
+                    label.append(f"{MISSING} ABSENT (roll call: p)")
+                else:
+                    label.append(f"{WAITING} press Enter to present")
+                options.append(Option(label, id=holder, disabled=holder in group.presented))
+        custodians.set_options(options)
+        eligible = prompt.eligible
+        keep = highlighted.id if highlighted is not None else None
+        target = keep if keep in eligible else (eligible[0] if eligible else None)
+        if target is not None:
+            custodians.highlighted = [o.id for o in options].index(target)
+        status = Text()
+        if self.said:
+            status.append_text(self.said)
+            status.append("\n")
+        if prompt.ready:
+            status.append(f"{DONE} enough groups are complete: press r to rebuild the root "
+                          "key (more custodians may still present theirs first)")
+        else:
+            more = _shares_missing(prompt)
+            status.append(f"{MISSING} {more} more share{'s' if more > 1 else ''} needed "
+                          "before the root key can be rebuilt", style="bold")
+        self.query_one("#recovery-status", Static).update(status)
+        self.query_one("#rebuild", Button).disabled = not prompt.ready
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "rebuild":
+            prompt = self.prompt()
+            return True if prompt is not None and prompt.ready else None
+        return True
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        pid, prompt = event.option.id, self.prompt()
+        if event.option_list.id != "custodians" or pid is None or prompt is None or \
+                pid not in prompt.eligible:
+            return
+        script = self.ceremony.setup.script
+        if pid not in self.ceremony.present:
+            self.said = Text(f"{MISSING} {participant_label(script, pid)} is not marked "
+                             "present: mark them present in the roll call (p), then pick "
+                             "their name again", style="bold")
+            self.refresh_view()
+            return
+        group, member = next((g.group, g.holders.index(pid) + 1) for g in prompt.groups
+                             if pid in g.holders)
+        person = script.participant(pid)
+        name = person.name if person else pid
+
+        def presented(result: CeremonyError | bool | None) -> None:
+            self._presented(pid, result)
+
+        def answered(nobody_else: bool | None) -> None:
+            if nobody_else:
+                self.app.push_screen(PresentShareScreen(pid, name, group, member, self.length),
+                                     presented)
+
+        self.app.push_screen(PrivacyModal(name, "type my share"), answered)
+
+    def _presented(self, pid: str, result: CeremonyError | bool | None) -> None:
+        """What became of the share ``pid`` typed: accepted, refused (the engine's sentence,
+        which names the custodian), or nothing presented."""
+        label = participant_label(self.ceremony.setup.script, pid)
+        if result is True:
+            self.said = Text(f"{DONE} {label} presented their share: it is the share the "
+                             "original recorded for them")
+        elif isinstance(result, CeremonyError):
+            self.said = Text(f"{MISSING} {result.message}", style="bold")
+            if result.hint:
+                self.said.append(f"\n  hint: {result.hint}")
+        else:
+            self.said = Text(f"{WAITING} {label} stopped: nothing was presented")
+        self.refresh_view()
+        self.query_one("#custodians", OptionList).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.action_rebuild()
+
+    def action_rebuild(self) -> None:
+        from ceremony.engine.prompts import Proceed, SharesNeeded
+
+        prompt = self.prompt()
+        if prompt is None or not prompt.ready:
+            return
+
+        def rebuilt(after: Prompt) -> None:
+            if isinstance(after, SharesNeeded):
+                return
+            self.dismiss()
+            self.app.notify("The root key was rebuilt with the original's fingerprint, "
+                            "installed in the token and tested.", title=f"{DONE} recovered")
+            self.ceremony.refresh_screen()
+
+        self.said = Text()
+        self.ceremony.submit(Proceed(), "Rebuilding the root key: its fingerprint is compared "
+                             "with the original's before the token is touched", rebuilt)
+
+    def action_roll_call(self) -> None:
+        self.app.push_screen(RollCallScreen(), lambda _: self.refresh_view())
+
+    def action_abort(self) -> None:
+        self.app.push_screen(AbortModal())
+
+    def action_back(self) -> None:
+        self.dismiss()
+        self.ceremony.refresh_screen()
+
+
+def _shares_missing(prompt: SharesNeeded) -> int:
+    """The fewest more shares that would complete enough groups."""
+    complete = sum(g.complete for g in prompt.groups)
+    short = sorted(g.threshold - len(g.presented) for g in prompt.groups if not g.complete)
+    return sum(short[:max(0, prompt.group_threshold - complete)])
+
 
 
 # ------------------------------------------------------------------ modals

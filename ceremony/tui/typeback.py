@@ -135,6 +135,12 @@ class TypedShare:
         data = self._data
         return [data[2 * i] << 8 | data[2 * i + 1] for i in range(self.count)]
 
+    def mnemonic(self) -> str:
+        """The typed words as one string, for the single call that presents the share (a
+        recovery's ShareOffered takes a ``str``; strings cannot be wiped, so the caller drops
+        it right after the offer and wipes this object)."""
+        return " ".join(word(index) for index in self._indices())
+
     def checksum_ok(self) -> bool:
         """Whether the complete typed share passes its SLIP-39 checksum."""
         return self.complete and checksum_ok(self._indices())

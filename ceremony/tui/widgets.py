@@ -17,7 +17,7 @@ from textual.widgets.option_list import Option
 from ceremony.display import words
 
 if TYPE_CHECKING:
-    from ceremony.engine.prompts import Status
+    from ceremony.engine.prompts import SharesNeeded, Status
     from ceremony.model.script import Script, Step
     from ceremony.transcript import Entry
 
@@ -87,6 +87,18 @@ def marks_text(items: list[tuple[bool | None, str]]) -> Text:
         text.append(f" {mark} ")
         text.append(f"{word:<8}", style="bold" if ok is not True else "")
         text.append(f"{line}\n")
+    return text
+
+
+def group_progress_text(prompt: SharesNeeded) -> Text:
+    """A recovery's progress: how many groups are complete, then each group (k of its
+    threshold, who presented, complete ✓)."""
+    complete = sum(g.complete for g in prompt.groups)
+    text = Text()
+    text.append(f"{DONE if prompt.ready else MISSING} share groups complete {complete} of "
+                f"{prompt.group_threshold} needed\n", style="" if prompt.ready else "bold")
+    for group in prompt.groups:
+        text.append(f" {DONE if group.complete else WAITING} {group.describe()}\n")
     return text
 
 

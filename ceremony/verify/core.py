@@ -12,6 +12,9 @@ The steps, in order (docs/transcript-format.md specifies each rule):
 3. chain      seq counts from 0, each prev is the SHA-256 of the line before, one ceremony
 4. time       every timestamp is UTC with microseconds and never goes backwards
 5. start      the first entry starts the ceremony and pins the script and policy digests;
+               the authorizers' signatures over the script (script.toml.sigs) verify and
+               reach the policy's quorum, or a rehearsal waived them; the rollback check
+               is recorded for the script's own version;
                a recovery carries a copy of its original bundle, which verifies and is the
                one its script names
 6. signatures approvals, acknowledgements, checkpoints and the seal verify
@@ -42,6 +45,7 @@ from ceremony import health
 from ceremony.canonical import sha256_hex
 from ceremony.errors import BundleFormatError, CeremonyError
 from ceremony.model import statements as st
+from ceremony.model.authorization import BUNDLE_SIGS_FILE, record_problem
 from ceremony.model.policy import Policy, parse_policy
 from ceremony.model.recovery import (
     FINGERPRINT_CHECK,
@@ -80,7 +84,7 @@ STEP_NAMES = ("bundle", "parse", "chain", "time", "start", "signatures", "quorum
 PAYLOAD_FIELDS: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in {
     "ceremony.started": ("tool", "script_id", "script_version", "script_sha256", "policy_id",
                          "policy_version", "policy_sha256", "rehearsal", "transcript_key",
-                         "token", "leftovers_destroyed"),
+                         "token", "leftovers_destroyed", "authorization", "rollback"),
     "ceremony.resumed": ("after_seq", "repaired_bytes"),
     "step.started": ("index", "title", "action", "step_digest"),
     "approval": ("statement", "signature"),
@@ -316,8 +320,20 @@ def _start(ctx: dict[str, Any], report: Report) -> None:
         if line.entry.event == "ceremony.started":
             raise _Fail("a second ceremony.started entry", line)
     report.rehearsal = p["rehearsal"]
+    _check_authorization(ctx, first)
     if script.recovery is not None:
         _check_original(ctx, report, first)
+
+
+def _check_authorization(ctx: dict[str, Any], first: Line) -> None:
+    """The script's authorizers' signatures (the bundle's script.toml.sigs) verify and reach
+    the policy's quorum, as ceremony.started records; the rollback check is recorded."""
+    p, path = first.entry.payload, ctx["bundle"] / BUNDLE_SIGS_FILE
+    problem = record_problem(ctx["script"], ctx["policy"], rehearsal=p["rehearsal"],
+                             authorization=p["authorization"], rollback=p["rollback"],
+                             sigs=path.read_bytes() if path.is_file() else None)
+    if problem:
+        raise _Fail(problem[0], first, requirement=problem[1])
 
 
 def _check_original(ctx: dict[str, Any], report: Report, first: Line) -> None:

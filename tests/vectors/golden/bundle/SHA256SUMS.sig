@@ -1,1 +1,1 @@
-PjZN1fvzvLc4wRpYE36xh5fDBnzF+IbYDk94avyej6eZXbALyxEt03okC3VLZTx14+TpUZ5+QzgJ7TjdG/ccBg==
+2jMPIyn3GoqVwn7r7pl7aNiPnvB2igIVIZCzmc0G0LgZ4/yjUni2Cb4amJ3jwsGHlke/4xVD0Nsu9ip+zonMAw==

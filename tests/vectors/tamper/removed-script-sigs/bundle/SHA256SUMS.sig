@@ -1,0 +1,1 @@
+2jMPIyn3GoqVwn7r7pl7aNiPnvB2igIVIZCzmc0G0LgZ4/yjUni2Cb4amJ3jwsGHlke/4xVD0Nsu9ip+zonMAw==
