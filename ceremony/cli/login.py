@@ -7,15 +7,19 @@ record; never a PIN). The PIN lives in a bytearray that is wiped once the token 
 
 from __future__ import annotations
 
+import argparse
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ceremony.errors import UsageError
-from ceremony.model.script import Activation
+from ceremony.model.script import Activation, Script
 
 if TYPE_CHECKING:
     from ceremony.adapters.pkcs11_token import Pkcs11Token
+    from ceremony.tui.app import TypedPinShares
 
 
 def read_pin(path: Path | None, what: str = "token user PIN") -> bytearray:
@@ -78,3 +82,61 @@ def open_token(activation: Activation, module: str, uri: str, *, pin_file: Path 
         return Pkcs11Token(module, uri, pin, login=activation.record())
     finally:
         wipe(pin)
+
+
+@dataclass
+class UiLogin:
+    """What `ceremony run` and `ceremony recover` in the UI need to open the token."""
+
+    signers: dict[str, object]  # rehearsal identity key files from --answers
+    uri: str
+    pin: bytearray | None  # a known PIN from --pin-file (None: asked on the start screen)
+    connect: Callable[[], Pkcs11Token] | None  # logs in by itself (sheets, PIN pad)
+    typed: TypedPinShares | None  # officers type their PIN shares on the start screen
+
+    @property
+    def needs_pin(self) -> bool:
+        return self.pin is None and self.connect is None and self.typed is None
+
+
+def ui_login(args: argparse.Namespace, script: Script) -> UiLogin:
+    """Signers, token URI and login mode for a UI run, from the command line and script."""
+    from ceremony.tui.app import TypedPinShares
+
+    signers: dict[str, object] = {}
+    if args.answers is not None:
+        from ceremony.adapters.identity import KeyFileSigner
+        from ceremony.model.answers import load_answers
+
+        answers = load_answers(args.answers, script)
+        if answers.identities and not args.rehearsal:
+            raise UsageError("plain identity key files are allowed only in a rehearsal",
+                             hint="add --rehearsal, or approve with custodian cards",
+                             requirement="CER-IDENTITY")
+        signers = {pid: KeyFileSigner.load(pid, path)
+                   for pid, path in answers.identities.items()}
+    uri = args.token or script.token.uri
+    if uri is None:
+        raise UsageError("no token given", hint="pass --token pkcs11:token=LABEL or set "
+                         "token.uri in the script")
+    activation = script.token.activation
+    if activation.mode == "split" and not args.pin_share:
+        # The officers type their PIN shares on the start screen (nobody brings a file).
+        if args.pin_file is not None:
+            raise UsageError("the script's token is activated by split knowledge: no one "
+                             "knows its PIN, so --pin-file does not apply",
+                             hint=f"{activation.threshold} of the officers "
+                                  f"({', '.join(activation.officers)}) type their PIN "
+                                  "shares in the UI (or pass --pin-share SHEET)",
+                             requirement="CER-ACTIVATION")
+        return UiLogin(signers, uri, None, None, TypedPinShares(activation))
+    if activation.mode == "known-pin" and not args.pin_share:
+        return UiLogin(signers, uri, read_pin(args.pin_file) if args.pin_file else None,
+                       None, None)
+    from ceremony.adapters.pkcs11_token import module_path
+
+    def connect() -> Pkcs11Token:
+        return open_token(activation, module_path(args.module, script.token.module), uri,
+                          pin_file=args.pin_file, pin_shares=args.pin_share)
+
+    return UiLogin(signers, uri, None, connect, None)

@@ -20,7 +20,6 @@ from ceremony.cli.qr import add_qr_commands, cmd_qr
 from ceremony.errors import CeremonyError, Kind, UsageError
 
 if TYPE_CHECKING:
-    from ceremony.adapters.pkcs11_token import Pkcs11Token
     from ceremony.model.policy import Policy
     from ceremony.model.script import Script
     from ceremony.verify.core import Report
@@ -515,8 +514,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run_tui(args: argparse.Namespace) -> int:
     """`ceremony run SCRIPT` without --headless: the ceremony in the Textual UI."""
+    from ceremony.cli.login import ui_login
     from ceremony.cli.script import authorize, record_sealed
-    from ceremony.tui.app import RunSetup, TypedPinShares
+    from ceremony.tui.app import RunSetup
     from ceremony.tui.devices import token_opener
 
     script, policy, script_bytes, policy_bytes = _load(args.script, args.policy)
@@ -524,55 +524,18 @@ def _run_tui(args: argparse.Namespace) -> int:
     authorization = authorize(args.script, script, policy, rehearsal=args.rehearsal,
                               state=args.state,
                               resume=(args.out / "transcript.jsonl").is_file())
-    signers: dict[str, object] = {}
-    if args.answers is not None:
-        from ceremony.adapters.identity import KeyFileSigner
-        from ceremony.model.answers import load_answers
-
-        answers = load_answers(args.answers, script)
-        if answers.identities and not args.rehearsal:
-            raise UsageError("plain identity key files are allowed only in a rehearsal",
-                             hint="add --rehearsal, or approve with custodian cards",
-                             requirement="CER-IDENTITY")
-        signers = {pid: KeyFileSigner.load(pid, path)
-                   for pid, path in answers.identities.items()}
-    uri = args.token or script.token.uri
-    if uri is None:
-        raise UsageError("no token given", hint="pass --token pkcs11:token=LABEL or set "
-                         "token.uri in the script")
     if args.secret_out is not None and args.secret_out.resolve().is_relative_to(
             args.out.resolve()):
         raise UsageError("--secret-out must not be inside the bundle",
                          requirement="CER-NO-SECRET")
-    activation = script.token.activation
-    pin = connect = typed = None
-    if activation.mode == "split" and not args.pin_share:
-        # The officers type their PIN shares on the start screen (nobody brings a file).
-        if args.pin_file is not None:
-            raise UsageError("the script's token is activated by split knowledge: no one "
-                             "knows its PIN, so --pin-file does not apply",
-                             hint=f"{activation.threshold} of the officers "
-                                  f"({', '.join(activation.officers)}) type their PIN "
-                                  "shares in the UI (or pass --pin-share SHEET)",
-                             requirement="CER-ACTIVATION")
-        typed = TypedPinShares(activation)
-    elif activation.mode == "known-pin" and not args.pin_share:
-        pin = _read_pin(args.pin_file) if args.pin_file else None
-    else:
-        from ceremony.adapters.pkcs11_token import module_path
-        from ceremony.cli.login import open_token
-
-        def connect() -> Pkcs11Token:
-            return open_token(activation, module_path(args.module, script.token.module), uri,
-                              pin_file=args.pin_file, pin_shares=args.pin_share)
-
-    opener = token_opener(args.module, uri, script.ceremony_id, args.secret_out, pin,
-                          script_module=script.token.module, connect=connect,
-                          typed_shares=typed)
+    login = ui_login(args, script)
+    opener = token_opener(args.module, login.uri, script.ceremony_id, args.secret_out,
+                          login.pin, script_module=script.token.module,
+                          connect=login.connect, typed_shares=login.typed)
     setup = RunSetup(script, policy, script_bytes, policy_bytes, args.out, args.rehearsal,
-                     opener, signers,  # type: ignore[arg-type]
-                     needs_pin=pin is None and connect is None and typed is None,
-                     typed_shares=typed, device_name=uri, authorization=authorization)
+                     opener, login.signers,  # type: ignore[arg-type]
+                     needs_pin=login.needs_pin, typed_shares=login.typed,
+                     device_name=login.uri, authorization=authorization)
     code = _run_app(setup)
     if code == EXIT_OK:
         record_sealed(args.state, script, args.out)

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from ceremony.errors import Kind, UsageError
 
 if TYPE_CHECKING:
-    from ceremony.adapters.pkcs11_token import Pkcs11Token
     from ceremony.engine.recovery import OriginalBundle
     from ceremony.model.policy import Policy
     from ceremony.model.script import Script
@@ -188,60 +187,22 @@ def ui_setup(args: argparse.Namespace, loaded: Loaded) -> RunSetup:
     """The RunSetup of the recovery UI: as `ceremony run` builds it (the same login choices:
     typed PIN shares, a PIN typed or read from a file, sheets or a PIN pad), with the
     original, and devices that hand out no shares."""
+    from ceremony.cli.login import ui_login
     from ceremony.cli.script import authorize
-    from ceremony.tui.app import RunSetup, TypedPinShares
+    from ceremony.tui.app import RunSetup
     from ceremony.tui.devices import token_opener
 
     script = loaded.script
     authorization = authorize(args.script, script, loaded.policy, rehearsal=args.rehearsal,
                               state=args.state, resume=loaded.resume)
-    signers: dict[str, object] = {}
-    if args.answers is not None:
-        from ceremony.adapters.identity import KeyFileSigner
-        from ceremony.model.answers import load_answers
-
-        answers = load_answers(args.answers, script)
-        if answers.identities and not args.rehearsal:
-            raise UsageError("plain identity key files are allowed only in a rehearsal",
-                             hint="add --rehearsal, or approve with custodian cards",
-                             requirement="CER-IDENTITY")
-        signers = {pid: KeyFileSigner.load(pid, path)
-                   for pid, path in answers.identities.items()}
-    uri = args.token or script.token.uri
-    if uri is None:
-        raise UsageError("no token given", hint="pass --token pkcs11:token=LABEL or set "
-                         "token.uri in the script")
-    activation = script.token.activation
-    pin = connect = typed = None
-    if activation.mode == "split" and not args.pin_share:
-        # The officers type their PIN shares on the start screen (nobody brings a file).
-        if args.pin_file is not None:
-            raise UsageError("the script's token is activated by split knowledge: no one "
-                             "knows its PIN, so --pin-file does not apply",
-                             hint=f"{activation.threshold} of the officers "
-                                  f"({', '.join(activation.officers)}) type their PIN "
-                                  "shares in the UI (or pass --pin-share SHEET)",
-                             requirement="CER-ACTIVATION")
-        typed = TypedPinShares(activation)
-    elif activation.mode == "known-pin" and not args.pin_share:
-        from ceremony.cli.login import read_pin
-
-        pin = read_pin(args.pin_file) if args.pin_file else None
-    else:
-        from ceremony.adapters.pkcs11_token import module_path
-        from ceremony.cli.login import open_token
-
-        def connect() -> Pkcs11Token:
-            return open_token(activation, module_path(args.module, script.token.module), uri,
-                              pin_file=args.pin_file, pin_shares=args.pin_share)
-
-    opener = token_opener(args.module, uri, script.ceremony_id, None, pin,
-                          script_module=script.token.module, connect=connect,
-                          typed_shares=typed, recovery=True)
+    login = ui_login(args, script)
+    opener = token_opener(args.module, login.uri, script.ceremony_id, None, login.pin,
+                          script_module=script.token.module, connect=login.connect,
+                          typed_shares=login.typed, recovery=True)
     return RunSetup(script, loaded.policy, loaded.script_bytes, loaded.policy_bytes, args.out,
-                    args.rehearsal, opener, signers,  # type: ignore[arg-type]
-                    needs_pin=pin is None and connect is None and typed is None,
-                    typed_shares=typed, device_name=uri, original=loaded.original,
+                    args.rehearsal, opener, login.signers,  # type: ignore[arg-type]
+                    needs_pin=login.needs_pin, typed_shares=login.typed,
+                    device_name=login.uri, original=loaded.original,
                     authorization=authorization)
 
 
