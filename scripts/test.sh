@@ -19,4 +19,5 @@ step() {
 step "$VENV/bin/ruff" check ceremony tests scripts
 step "$VENV/bin/mypy"
 step "$VENV/bin/lint-imports"
-step "$VENV/bin/python" -m pytest -q "$@"
+# One worker per core (pytest-xdist); pass -n 0 to run in one process, e.g. under a debugger.
+step "$VENV/bin/python" -m pytest -q -n "${CEREMONY_TEST_WORKERS:-auto}" "$@"

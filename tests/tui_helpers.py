@@ -83,6 +83,15 @@ async def settle(pilot: Pilot[Any]) -> None:
     await pilot.pause()
     await pilot.wait_for_scheduled_animations()
     await pilot.pause()
+    # On a loaded machine a layout change (a line of text appearing) can reach the screen a
+    # refresh later than the message queue goes idle: wait until two looks agree.
+    seen = pilot.app.export_screenshot()
+    for _ in range(20):
+        await pilot.pause(0.01)
+        now = pilot.app.export_screenshot()
+        if now == seen:
+            break
+        seen = now
 
 
 async def type_text(pilot: Pilot[Any], text: str) -> None:
