@@ -18,15 +18,23 @@ The document (docs/print-and-lineage.md), written as RFC 8785 canonical JSON and
 Each signature is Ed25519 over the canonical bytes of ``record``. Verification walks the
 chain back to the seed's ceremony: each link is recomputed from its bundle (the recovery
 bundle's ``original/`` copy for the link before it) and must be exactly the record, and its
-signatures must reach the threshold. Pure: like the verifier, only the model, the canonical
-encoding, the transcript reader and ``cryptography``.
+signatures must reach the threshold.
+
+After the record, the key's state changes only by signed lifecycle events, appended to
+``BUNDLE.lineage.events.jsonl`` and chained to the record by digest (ADR 14, the last
+section of this module): :func:`make_event`, :func:`verify_events`, and for ``ceremony
+status`` :func:`load_events`, :func:`current_state` and :func:`rotation_due`. Pure: like
+the verifier, only the model, the canonical encoding, the transcript reader and
+``cryptography``.
 """
 
 from __future__ import annotations
 
 import binascii
+import calendar
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,12 +42,15 @@ from ceremony.bundlefacts import Facts, load_verified
 from ceremony.canonical import CanonicalError, canonical_bytes, digest, parse_strict
 from ceremony.errors import CheckFailed, InputError
 from ceremony.model import statements as st
+from ceremony.model.lifecycle import Lifecycle
+from ceremony.model.policy import Policy
 from ceremony.model.recovery import ORIGINAL_DIR
 from ceremony.model.script import Participant, Script, Step
-from ceremony.transcript import check_time
+from ceremony.transcript import check_time, format_time, parse_time
 
 LINEAGE = "ceremony.lineage.v1"
 REQUIREMENT = "CER-LINEAGE"
+LIFECYCLE_REQUIREMENT = "CER-LIFECYCLE"
 STATES = ("pre-activation", "active", "suspended", "deactivated", "compromised", "destroyed")
 # NIST SP 800-57 Part 1 Rev. 5, 5.3 (figure 3): the transitions between key states.
 TRANSITIONS: dict[str | None, frozenset[str]] = {
@@ -59,6 +70,13 @@ class LineageError(CheckFailed):
 
     def __init__(self, message: str, *, hint: str = "") -> None:
         super().__init__(message, hint=hint, requirement=REQUIREMENT)
+
+
+class LifecycleError(LineageError):
+    """A lifecycle event does not verify, or cannot be made (exit 1, ADR 14)."""
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        CheckFailed.__init__(self, message, hint=hint, requirement=LIFECYCLE_REQUIREMENT)
 
 
 class LineageFormatError(InputError):
@@ -325,30 +343,38 @@ def check_signatures(document: dict[str, Any], where: str) -> None:
     record = document["record"]
     signers = record["signers"]
     keys = {e["participant"]: e["public_key"] for e in signers["eligible"]}
-    message = canonical_bytes(record)
+    _check_signed(canonical_bytes(record), document["signatures"], keys,
+                  signers["threshold"], where,
+                  f"of the approvers of step {signers['step']}")
+
+
+def _check_signed(message: bytes, signatures: list[dict[str, Any]], keys: dict[str, str],
+                  threshold: int, where: str, among: str,
+                  error: type[LineageError] = LineageError) -> None:
+    """At least ``threshold`` distinct signers of ``keys`` signed ``message``, each signature
+    verifies, and no one else signed (``among`` names the signers for the refusal)."""
     seen: list[str] = []
-    for item in document["signatures"]:
+    for item in signatures:
         who = item["participant"]
         if who not in keys:
-            raise LineageError(f"{where} is signed by {who}, who is not among its signers "
-                               f"({', '.join(keys) or 'nobody'})")
+            raise error(f"{where} is signed by {who}, who is not among its signers "
+                        f"({', '.join(keys) or 'nobody'})")
         if who in seen:
-            raise LineageError(f"{where} carries two signatures of {who}")
+            raise error(f"{where} carries two signatures of {who}")
         try:
             key = st.decode_key(keys[who])
             signature = st.unb64(item["signature"])
         except (ValueError, TypeError, binascii.Error):
-            raise LineageError(f"{where}: the key or signature of {who} is malformed") \
+            raise error(f"{where}: the key or signature of {who} is malformed") \
                 from None
         if st.b64(signature) != item["signature"] or not st.verify_ed25519(key, signature,
                                                                              message):
-            raise LineageError(f"{where}: the signature of {who} does not verify (the record "
-                               "was altered after it was signed, or signed by another key)")
+            raise error(f"{where}: the signature of {who} does not verify (it was "
+                        "altered after it was signed, or signed by another key)")
         seen.append(who)
-    if signers["threshold"] < 1 or len(seen) < signers["threshold"]:
-        raise LineageError(f"{where} carries {len(seen)} valid signature(s); it needs "
-                           f"{signers['threshold']} of the approvers of step "
-                           f"{signers['step']}")
+    if threshold < 1 or len(seen) < threshold:
+        raise error(f"{where} carries {len(seen)} valid signature(s); it needs "
+                    f"{threshold} {among}")
 
 
 def chain(document: dict[str, Any]) -> list[dict[str, Any]]:
@@ -494,4 +520,452 @@ def describe(document: dict[str, Any]) -> str:
     out.append("lifecycle (NIST SP 800-57):")
     for t in lifecycle["transitions"]:
         out.append(f"  {t['time']}  {t['state']}: {t['reason']} (ceremony {t['ceremony']})")
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------ lifecycle events
+#
+# A lifecycle event (docs/print-and-lineage.md, ADR 14) is a canonical statement about the
+# record's key: its fingerprint, the digest of what it follows (the record for the first
+# event, the event before it otherwise), the state it leaves and the state it enters, why,
+# when, and the quorum the policy names; signed by that many of the record's signers. The
+# events of a record live next to it, one canonical JSON document a line, in
+# ``BUNDLE.lineage.events.jsonl``: an append-only hash chain like the transcript.
+
+EVENT = "ceremony.lineage.event.v1"
+EVENTS_SUFFIX = ".events.jsonl"
+# Each event and the state it enters (None: it keeps the state).
+EVENT_STATES: dict[str, str | None] = {
+    "activation": "active",
+    "rotation-due": None,
+    "suspension": "suspended",
+    "deactivation": "deactivated",
+    "revocation": "deactivated",
+    "compromise": "compromised",
+    "destruction": "destroyed",
+}
+# Events that revoke every certificate of the key (the event lists them).
+REVOKING = ("revocation", "compromise")
+# States in which a key is in use, and so has a rotation date.
+IN_USE = ("active", "suspended")
+MAX_REASON = 300
+CLOCK_SKEW = timedelta(minutes=5)
+
+_EVENT: dict[str, Any] = {
+    "type": _TEXT, "seq": _INT, "key": _HEX64, "previous": _HEX64, "event": _TEXT,
+    "from": _TEXT, "state": _TEXT, "reason": _TEXT, "time": _TEXT, "revokes": [_HEX64],
+    "due": (_TEXT, None), "drill": _BOOL,
+    "quorum": {"threshold": _INT, "rule": _TEXT, "policy_sha256": _HEX64},
+}
+_EVENT_DOCUMENT = {"event": _EVENT, "signatures": [{"participant": _TEXT, "signature": _TEXT}]}
+
+
+def events_path(record: Path) -> Path:
+    """Where the events of the record file ``record`` are: ``X.lineage.events.jsonl`` for
+    ``X.lineage.json``."""
+    name = record.name[:-5] if record.name.endswith(".json") else record.name
+    return record.with_name(name + EVENTS_SUFFIX)
+
+
+def event_shape_problem(document: Any) -> str | None:
+    """Why ``document`` is not a well-formed lifecycle event document (a phrase), or None."""
+    problem = _type_problem(document, _EVENT_DOCUMENT, "the event")
+    if problem:
+        return problem
+    event = document["event"]
+    if event["type"] != EVENT:
+        return f"event.type is not {EVENT}"
+    if event["event"] not in EVENT_STATES:
+        return f"event.event is not one of {', '.join(EVENT_STATES)}"
+    for name in ("from", "state"):
+        if event[name] not in STATES:
+            return f"event.{name} is not one of {', '.join(STATES)}"
+    try:
+        check_time(event["time"])
+        if event["due"] is not None:
+            check_time(event["due"])
+    except ValueError:
+        return "event.time or event.due is not a transcript time (YYYY-MM-DDTHH:MM:SS.ffffffZ)"
+    return None
+
+
+def parse_events(data: bytes, source: str) -> list[dict[str, Any]]:
+    """The events of an events file: each line one canonical, well-formed event (exit 2,
+    naming the line). An empty file holds no event."""
+    if data and not data.endswith(b"\n"):
+        raise LineageFormatError("does not end with a newline (a line was cut off?)",
+                                 file=source, hint="each event is one line of canonical JSON")
+    out = []
+    for number, line in enumerate(data.splitlines(), start=1):
+        try:
+            document: dict[str, Any] = parse_strict(line)
+        except CanonicalError as exc:
+            raise LineageFormatError(f"is not a lifecycle event: {exc}", file=source,
+                                     line=number) from None
+        problem = event_shape_problem(document)
+        if problem:
+            raise LineageFormatError(f"is not a well-formed lifecycle event: {problem}",
+                                     file=source, line=number,
+                                     hint="see docs/print-and-lineage.md")
+        out.append(document)
+    return out
+
+
+def load_events(record: Path) -> list[dict[str, Any]]:
+    """The events next to the record file ``record`` (none if there is no events file);
+    parsed, not verified (:func:`verify_events` does that)."""
+    path = events_path(record)
+    if not path.exists():
+        return []
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise LineageFormatError(f"cannot be read: {exc.strerror or exc}", file=str(path)) \
+            from None
+    return parse_events(data, str(path))
+
+
+def event_digest(event_document: dict[str, Any]) -> str:
+    """SHA-256 of the canonical event statement (what its signers signed; the next event
+    names it as ``previous``)."""
+    return digest(event_document["event"])
+
+
+def current_state(document: dict[str, Any], events: Sequence[dict[str, Any]] = ()) -> str:
+    """The key's state now: the record's lifecycle state, changed by each event in turn.
+
+    Trusts its input (``ceremony status`` and ``lineage show`` read it; ``lineage verify``
+    runs :func:`verify_events` first). ``events`` as :func:`load_events` returns them.
+    """
+    state: str = document["record"]["lifecycle"]["state"]
+    for item in events:
+        state = item["event"]["state"]
+    return state
+
+
+def history(document: dict[str, Any], events: Sequence[dict[str, Any]] = ()
+            ) -> list[tuple[str, str, str, str]]:
+    """Every dated state of the key, oldest first: (time, state, what, reason), from the
+    record's transitions and then each event."""
+    out = [(t["time"], t["state"], f"ceremony {t['ceremony']}", t["reason"])
+           for t in document["record"]["lifecycle"]["transitions"]]
+    for item in events:
+        e = item["event"]
+        what = f"event {e['seq']} ({e['event']}{', DRILL' if e['drill'] else ''})"
+        out.append((e["time"], e["state"], what, e["reason"]))
+    return out
+
+
+def activated_at(document: dict[str, Any], events: Sequence[dict[str, Any]] = ()
+                 ) -> str | None:
+    """When the key first became active (its cryptoperiod starts there), or None."""
+    for time, state, _, _ in history(document, events):
+        if state == "active":
+            return time
+    return None
+
+
+def _add_months(moment: datetime, months: int) -> datetime:
+    """The same day ``months`` calendar months later (the month's last day if it is
+    shorter: 31 January + 1 month is 28 or 29 February)."""
+    years, month0 = divmod(moment.month - 1 + months, 12)
+    year, month = moment.year + years, month0 + 1
+    return moment.replace(year=year, month=month,
+                          day=min(moment.day, calendar.monthrange(year, month)[1]))
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """When the key must be replaced, from the policy's cadence (:func:`rotation_due`)."""
+
+    state: str  # the key's current state
+    activated: str | None  # when it first became active (the cadence counts from there)
+    due: str | None  # when it must be replaced (transcript time), None if never activated
+    notice: str | None  # from when rotation is "due" (notice_days before ``due``)
+    status: str  # "not-due", "due", "overdue", or "ended" (no longer in use) or "inactive"
+    days: int | None  # calendar days from now until ``due`` (negative once overdue)
+    cadence: str  # the rule, in words: "24 months (policy lifecycle.rotation_months)"
+    acknowledged: str | None  # the time of a signed rotation-due event, if there is one
+
+    def describe(self) -> str:
+        """One line for people: "rotation due 2028-01-02 (in 412 days; every 24 months...)"."""
+        if self.due is None:
+            return f"rotation: none (the key was never activated); cadence {self.cadence}"
+        day = self.due[:10]
+        if self.status == "ended":
+            return f"rotation: none needed, the key is {self.state} (it was due {day})"
+        assert self.days is not None
+        when = {"not-due": f"in {self.days} days", "due": f"DUE in {self.days} days",
+                "overdue": f"OVERDUE by {-self.days} days"}[self.status]
+        ack = f"; recorded as due by a signed event at {self.acknowledged}" \
+            if self.acknowledged else ""
+        return f"rotation due {day} ({when}; cadence {self.cadence}, from activation " \
+               f"{(self.activated or '-')[:10]}){ack}"
+
+
+def due_date(activated: str, lifecycle: Lifecycle, lifetime_days: int) -> str:
+    """The rotation date of a key activated at ``activated`` (a transcript time)."""
+    start = parse_time(activated)
+    if lifecycle.rotation_months:
+        end = _add_months(start, lifecycle.rotation_months)
+    else:
+        end = start + timedelta(days=lifetime_days)
+    return format_time(end)
+
+
+def cadence(policy: Policy) -> str:
+    """The policy's rotation cadence in words."""
+    if policy.lifecycle.rotation_months:
+        return f"{policy.lifecycle.rotation_months} months (policy lifecycle.rotation_months)"
+    return f"{policy.max_key_lifetime_days} days (policy max_key_lifetime_days)"
+
+
+def rotation_due(document: dict[str, Any], policy: Policy,
+                 events: Sequence[dict[str, Any]] = (), *, now: datetime) -> Rotation:
+    """When the record's key is due for rotation under ``policy`` (the policy of the
+    record's ceremony, ``BUNDLE/policy.toml``), as seen at ``now`` (an aware datetime).
+
+    The cadence counts from the key's first activation: ``[lifecycle] rotation_months``
+    calendar months, or ``max_key_lifetime_days`` without it. Rotation is "due" from
+    ``notice_days`` before that date and "overdue" from the date on; a key no longer in
+    use (deactivated, compromised, destroyed) has status "ended".
+    """
+    state = current_state(document, events)
+    activated = activated_at(document, events)
+    rule = cadence(policy)
+    acknowledged = next((e["event"]["time"] for e in events
+                         if e["event"]["event"] == "rotation-due"), None)
+    if activated is None:
+        return Rotation(state, None, None, None, "inactive", None, rule, acknowledged)
+    due = due_date(activated, policy.lifecycle, policy.max_key_lifetime_days)
+    end = parse_time(due)
+    notice = format_time(end - timedelta(days=policy.lifecycle.notice_days))
+    days = (end.date() - now.astimezone(UTC).date()).days  # calendar days, as people count
+    if state not in IN_USE:
+        status = "ended"
+    elif now >= end:
+        status = "overdue"
+    elif now >= parse_time(notice):
+        status = "due"
+    else:
+        status = "not-due"
+    return Rotation(state, activated, due, notice, status, days, rule, acknowledged)
+
+
+def _last_time(document: dict[str, Any], events: Sequence[dict[str, Any]]) -> str:
+    times = history(document, events)
+    return times[-1][0] if times else ""
+
+
+def _expected_revokes(document: dict[str, Any], event: str) -> list[str]:
+    chain_docs = chain(document)
+    if event not in REVOKING:
+        return []
+    return sorted({c["fingerprint"] for d in chain_docs for c in d["record"]["certificates"]})
+
+
+def make_event(document: dict[str, Any], events: Sequence[dict[str, Any]], event: str,
+               reason: str, time: str, signers: Sequence[Signer], policy: Policy, *,
+               drill: bool = False) -> dict[str, Any]:
+    """The next signed event of the record ``document`` after ``events`` (verified).
+
+    Refuses a transition NIST SP 800-57 does not allow from the key's current state, a time
+    before the last one, signers outside the record's, and fewer than the policy's quorum
+    (``[lifecycle]``, ADR 14). ``drill`` marks the event of a compromise drill, which is
+    never appended to a record's own events.
+    """
+    if event not in EVENT_STATES:
+        raise LineageFormatError(f"{event!r} is not a lifecycle event",
+                                 hint=f"one of {', '.join(EVENT_STATES)}")
+    record = document["record"]
+    key = record["key"]["fingerprint"]
+    state = current_state(document, events)
+    target = EVENT_STATES[event] or state
+    if EVENT_STATES[event] is None and state not in IN_USE:
+        raise LifecycleError(f"root key {key} is {state}: a {event} event applies only to a "
+                             "key in use (active or suspended)")
+    if EVENT_STATES[event] is not None and target not in TRANSITIONS[state]:
+        raise LifecycleError(f"root key {key} is {state}: NIST SP 800-57 allows no {event} "
+                             f"({state} to {target}); from {state} it may go to "
+                             f"{', '.join(sorted(TRANSITIONS[state])) or 'nothing'}",
+                             hint="see the transitions in docs/print-and-lineage.md")
+    last = _last_time(document, events)
+    if time < last:
+        raise LifecycleError(f"the event's time {time} is before the key's last recorded "
+                             f"change at {last}", hint="check the workstation's clock")
+    threshold, rule = policy.lifecycle.quorum(event, record["signers"]["threshold"])
+    eligible = {e["participant"]: e["public_key"] for e in record["signers"]["eligible"]}
+    names = ", ".join(eligible) or "nobody"
+    if threshold > len(eligible):
+        raise LifecycleError(f"the policy asks {threshold} signatures for a {event} event "
+                             f"({rule}), but the record has only {len(eligible)} signers "
+                             f"({names})", hint="fix the policy's [lifecycle] quorums")
+    chosen: dict[str, Signer] = {}
+    for signer in signers:
+        who = signer.participant
+        if who not in eligible:
+            raise LifecycleError(f"{who} cannot sign a lifecycle event of root key {key}: its "
+                                 f"signers are the record's ({names})",
+                                 hint="sign with those custodians' keys")
+        if signer.public_key != eligible[who]:
+            raise LifecycleError(f"the key given for {who} is not {who}'s identity key in the "
+                                 "lineage record", hint=f"use {who}'s own key file or card")
+        chosen[who] = signer
+    if len(chosen) < threshold:
+        given = ", ".join(sorted(chosen)) or "none"
+        raise LifecycleError(f"a {event} event of root key {key} needs the signatures of "
+                             f"{threshold} of the record's signers ({names}) by {rule}; "
+                             f"{len(chosen)} given ({given})",
+                             hint="add the missing custodians' keys or cards")
+    due = None
+    if event == "rotation-due":
+        rotation = rotation_due(document, policy, events, now=parse_time(time))
+        if rotation.notice is None or time < rotation.notice:
+            raise LifecycleError(f"the rotation of root key {key} is not due yet: "
+                                   f"{rotation.describe()}", hint="record rotation-due from "
+                                   f"{(rotation.notice or '-')[:10]} on (the policy's "
+                                   "notice_days before the date)")
+        due = rotation.due
+    previous = event_digest(events[-1]) if events else record_digest(document)
+    statement = {
+        "type": EVENT, "seq": len(events) + 1, "key": key, "previous": previous,
+        "event": event, "from": state, "state": target, "reason": reason, "time": time,
+        "revokes": _expected_revokes(document, event), "due": due, "drill": drill,
+        "quorum": {"threshold": threshold, "rule": rule, "policy_sha256": policy.sha256},
+    }
+    message = canonical_bytes(statement)
+    new = {"event": statement, "signatures": [
+        {"participant": who, "signature": st.b64(chosen[who].sign(message))}
+        for who in sorted(chosen)]}
+    verify_events(document, [*events, new], policy, now=parse_time(time), drill=drill)
+    return new
+
+
+def encode_event(event_document: dict[str, Any]) -> bytes:
+    """An event's line in the events file: canonical JSON and a newline."""
+    return canonical_bytes(event_document) + b"\n"
+
+
+@dataclass(frozen=True)
+class CheckedEvent:
+    """One verified event."""
+
+    seq: int
+    event: str
+    state: str
+    time: str
+    drill: bool
+    signed_by: tuple[str, ...]
+    threshold: int
+
+
+def verify_events(document: dict[str, Any], events: Sequence[dict[str, Any]],
+                  policy: Policy | None, *, now: datetime | None = None,
+                  drill: bool = False) -> list[CheckedEvent]:
+    """Verify the record's events in order; raise LifecycleError naming the first broken one.
+
+    Each event must be numbered in turn, name the record's key, follow the record (the
+    first) or the event before it by digest, leave the state the key was in for one NIST
+    SP 800-57 allows, be dated no earlier than the key's last change (and not after
+    ``now``), list what it revokes, and carry the signatures of at least the quorum the
+    policy names (``[lifecycle]``; without ``policy``, the quorum the event states). A
+    drill's events (``drill``) may only follow the record's own, and only there.
+    """
+    record = document["record"]
+    key = record["key"]["fingerprint"]
+    eligible = {e["participant"]: e["public_key"] for e in record["signers"]["eligible"]}
+    state: str = record["lifecycle"]["state"]
+    last = _last_time(document, [])
+    previous, what = record_digest(document), "the lineage record"
+    total = len(events)
+    checked: list[CheckedEvent] = []
+    in_drill = False
+    for number, item in enumerate(events, start=1):
+        problem = event_shape_problem(item)
+        if problem:
+            raise LifecycleError(f"lineage event {number} of {total} is not well formed: "
+                                 f"{problem}")
+        e = item["event"]
+        name = f"lineage event {number} of {total} ({e['event']}, {e['time']})"
+
+        def broken(why: str, name: str = name) -> LifecycleError:
+            return LifecycleError(f"{name} is broken: {why}",
+                                  hint="the events file was altered, or an event of another "
+                                       "record was put in it")
+
+        if e["seq"] != number:
+            raise broken(f"it is numbered {e['seq']}: an event is missing, repeated or out "
+                         "of order")
+        if e["key"] != key:
+            raise broken(f"it names root key {e['key']}, not this record's key {key} (it is "
+                         "an event of another key)")
+        if e["previous"] != previous:
+            raise broken(f"it does not follow {what}: it names {e['previous']} as what it "
+                         f"follows, and {what} is {previous} (an event before it was "
+                         "altered, removed or reordered)")
+        if e["drill"] and not drill:
+            raise broken("it is a compromise drill's event, and a drill never changes a "
+                         "key's own lifecycle")
+        if in_drill and not e["drill"]:
+            raise broken("a real event cannot follow a drill's event")
+        in_drill = in_drill or e["drill"]
+        if e["from"] != state:
+            raise broken(f"it says the key was {e['from']}, but it was {state}")
+        target = EVENT_STATES[e["event"]]
+        if target is None:
+            if e["state"] != state or state not in IN_USE:
+                raise broken(f"a {e['event']} event keeps the state of a key in use; it goes "
+                             f"from {state} to {e['state']}")
+        elif e["state"] != target:
+            raise broken(f"a {e['event']} event makes the key {target}, not {e['state']}")
+        elif target not in TRANSITIONS[state]:
+            raise broken(f"it goes from {state} to {target}, which NIST SP 800-57 does not "
+                         "allow", )
+        if e["time"] < last:
+            raise broken(f"it is dated {e['time']}, before the key's last change at {last}")
+        if now is not None and parse_time(e["time"]) > now.astimezone(UTC) + CLOCK_SKEW:
+            raise broken(f"it is dated {e['time']}, in the future")
+        if e["revokes"] != _expected_revokes(document, e["event"]):
+            raise broken("its list of revoked certificates is not every certificate of the "
+                         "key" if e["event"] in REVOKING else "it revokes certificates, "
+                         f"which a {e['event']} event does not")
+        threshold = e["quorum"]["threshold"]
+        if policy is not None:
+            needed, rule = policy.lifecycle.quorum(e["event"], record["signers"]["threshold"])
+            if threshold < needed or e["quorum"]["policy_sha256"] != policy.sha256:
+                raise broken(f"it states a quorum of {threshold} under policy "
+                             f"{e['quorum']['policy_sha256'][:16]}..., and the policy of the "
+                             f"record's ceremony ({policy.sha256[:16]}...) needs {needed} "
+                             f"({rule})")
+            if e["event"] == "rotation-due":
+                rotation = rotation_due(document, policy, events[:number - 1],
+                                        now=parse_time(e["time"]))
+                if e["due"] != rotation.due:
+                    raise broken(f"it says rotation is due at {e['due']}; the policy's "
+                                 f"cadence makes it {rotation.due}")
+                if rotation.notice is None or e["time"] < rotation.notice:
+                    raise broken(f"it records rotation as due before the policy's notice "
+                                 f"period starts ({rotation.notice})")
+        if e["due"] is not None and e["event"] != "rotation-due":
+            raise broken(f"a {e['event']} event has no due date")
+        _check_signed(canonical_bytes(e), item["signatures"], eligible, threshold, name,
+                      "of the lineage record's signers", LifecycleError)
+        checked.append(CheckedEvent(number, e["event"], e["state"], e["time"], e["drill"],
+                                    tuple(s["participant"] for s in item["signatures"]),
+                                    threshold))
+        state, last = e["state"], e["time"]
+        previous, what = event_digest(item), f"event {number}"
+    return checked
+
+
+def describe_events(document: dict[str, Any], events: Sequence[dict[str, Any]],
+                    rotation: Rotation | None) -> str:
+    """The state history and the rotation date in words (``lineage show``)."""
+    out = [f"state now: {current_state(document, events)} "
+           f"({len(events)} lifecycle event(s) after the record)",
+           "state history:"]
+    for time, state, what, reason in history(document, events):
+        out.append(f"  {time}  {state}: {reason} ({what})")
+    if rotation is not None:
+        out.append(rotation.describe())
     return "\n".join(out)

@@ -71,6 +71,9 @@ class Printout:
     people: tuple[Person, ...]
     digests: tuple[Digest, ...]
     entries: tuple[EntryView, ...]
+    # Every waived environment check (ceremony.started's attestation), one line each,
+    # printed on every page (CER-ATTEST; docs/workstation-guide.md).
+    waivers: tuple[str, ...] = ()
 
     def frames(self) -> list[str]:
         """Every QR frame the cover shows, in drawing order."""
@@ -86,7 +89,23 @@ def build_printout(facts: Facts) -> Printout:
         outcome=facts.outcome, created=parse_time(seal_time), head=facts.head,
         facts=tuple(_cover_facts(facts)), people=tuple(_people(facts)),
         digests=tuple(_digests(facts)),
-        entries=tuple(describe(line.entry, script) for line in facts.lines))
+        entries=tuple(describe(line.entry, script) for line in facts.lines),
+        waivers=waiver_lines(facts.lines[0].entry.payload.get("attestation")))
+
+
+def waiver_lines(record: Any) -> tuple[str, ...]:
+    """The waived checks of an attestation record, as the printout's every page shows them:
+    each policy waiver with its signers and reason; the rehearsal's in one line."""
+    checks = record.get("checks") if isinstance(record, dict) else None
+    if not isinstance(checks, list):
+        return ()
+    waived = [c for c in checks if isinstance(c, dict) and c.get("result") == "waived"]
+    lines = [f"WAIVED {c.get('id')} ({c.get('check')}) by {', '.join(c.get('approved_by', []))}"
+             f": {c.get('reason', '')}" for c in waived if c.get("waived_by") == "policy"]
+    rehearsal = [str(c.get("id")) for c in waived if c.get("waived_by") == "rehearsal"]
+    if rehearsal:
+        lines.append(f"WAIVED for the rehearsal: {', '.join(rehearsal)}")
+    return tuple(lines)
 
 
 def fingerprint_payload(ceremony_id: str, fingerprint: str) -> Payload:
@@ -130,6 +149,21 @@ def _cover_facts(facts: Facts) -> list[tuple[str, str]]:
     for cert in facts.certificates:
         rows.append(("Certificate" if cert.kind == "certificate" else "CSR",
                      f"{cert.file}: {cert.subject}, sha256 {cert.fingerprint}"))
+    rows += _witnessed_rows(facts)
+    return rows
+
+
+def _witnessed_rows(facts: Facts) -> list[tuple[str, str]]:
+    """The cover's deviations and seal co-signatures (ADR 15), when there are any."""
+    script, rows = facts.script, []
+    deviations = [ln.entry for ln in facts.lines if ln.entry.event == "deviation"]
+    if deviations:
+        rows.append(("Deviations", f"{len(deviations)}: " + "; ".join(
+            f"entry {e.seq} {e.payload.get('kind')} declared by {person(script, e.actor)}"
+            for e in deviations)))
+    cosigned = [ln.entry.actor for ln in facts.lines if ln.entry.event == "seal.witnessed"]
+    if cosigned:
+        rows.append(("Seal co-signed", "by " + ", ".join(person(script, w) for w in cosigned)))
     return rows
 
 
@@ -138,6 +172,14 @@ def _people(facts: Facts) -> list[Person]:
     for approval in facts.report.approvals:
         verb = "approved" if approval["role"] == "custodian" else "acknowledged"
         signed.setdefault(approval["participant"], []).append(f"{verb} {approval['step']}")
+    for line in facts.lines:  # deviations and the seal's co-signatures (ADR 15)
+        e = line.entry
+        did = {"deviation": f"declared the deviation at entry {e.seq}",
+               "deviation.approved": "approved the deviation at entry "
+                                     f"{(e.payload.get('statement') or {}).get('seq')}",
+               "seal.witnessed": "co-signed the seal"}.get(e.event)
+        if did is not None:
+            signed.setdefault(e.actor, []).append(did)
     return [Person(p.id, p.name, p.role, "; ".join(signed.get(p.id, [])) or "-")
             for p in facts.script.participants]
 
@@ -234,15 +276,32 @@ def _started(p: dict[str, Any], script: Script) -> list[str]:
         lines.append(f"script authorization {authorization.get('status')}"
                      + (": signed by " + ", ".join(person(script, s.get("participant"))
                                                     for s in signed) if signed else ""))
+    lines += attestation_words(p.get("attestation"))
     # Members this printout does not word yet (a later format version): shown as they are.
     lines += [f"{k}: {_flat(v)}" for k, v in p.items() if k not in _STARTED_WORDED]
     return lines
 
 
+def attestation_words(record: Any) -> list[str]:
+    """An attestation record in words: one line per check, its result, id and sentence."""
+    checks = record.get("checks") if isinstance(record, dict) else None
+    if not isinstance(checks, list):
+        return []
+    out = [f"environment attestation: {len(checks)} checks"]
+    for c in checks:
+        if not isinstance(c, dict):
+            continue
+        by = ""
+        if c.get("waived_by") == "policy":
+            by = f" (waived by {', '.join(c.get('approved_by') or [])}: {c.get('reason')})"
+        out.append(f"  {c.get('result')} {c.get('id')}: {c.get('sentence')}{by}")
+    return out
+
+
 _STARTED_WORDED = frozenset({"tool", "script_id", "script_version", "script_sha256",
                              "policy_id", "policy_version", "policy_sha256", "rehearsal",
                              "token", "transcript_key", "leftovers_destroyed",
-                             "authorization"})
+                             "authorization", "attestation"})
 
 
 def _approval(p: dict[str, Any], script: Script) -> list[str]:
@@ -331,16 +390,57 @@ def _seal(p: dict[str, Any], script: Script) -> list[str]:
     assert isinstance(statement, dict)
     signers = "transcript key" + (" and root key (proof of possession)"
                                   if "root_key_signature" in p else "")
-    return [f"outcome {statement.get('outcome')}: {statement.get('entries')} entries before "
-            f"it, up to head {_short(statement.get('head'))}",
-            f"signed by the {signers}"]
+    lines = [f"outcome {statement.get('outcome')}: {statement.get('entries')} entries "
+             f"before it, up to head {_short(statement.get('head'))}",
+             f"signed by the {signers}"]
+    witnesses = statement.get("witnesses")
+    if isinstance(witnesses, list):
+        lines.append("co-signed by the witnesses " + (", ".join(
+            f"{person(script, w.get('participant'))} (entry {w.get('seq')})"
+            for w in witnesses if isinstance(w, dict)) or "(none)"))
+    return lines
+
+
+DEVIATION_TEXT = {"step-retried": "a step's action run again after it was rolled back",
+                  "card-replaced": "a card replaced",
+                  "person-substituted": "a person substituted",
+                  "other": "another departure from the script"}
+
+
+def _deviation(p: dict[str, Any], script: Script) -> list[str]:
+    quorum = p.get("quorum")
+    return [f"DEVIATION from the script: {DEVIATION_TEXT.get(_s(p.get('kind')), p.get('kind'))}",
+            f"reason: {p.get('reason')}",
+            f"the ceremony went on only after {quorum} custodian approval(s) of it"
+            if quorum else "the policy asks for no approval of deviations"]
+
+
+def _deviation_approved(p: dict[str, Any], script: Script) -> list[str]:
+    statement = p.get("statement") if isinstance(p.get("statement"), dict) else {}
+    assert isinstance(statement, dict)
+    return [f"the deviation at entry {statement.get('seq')} ({statement.get('kind')}) approved "
+            f"by {person(script, statement.get('participant'))}, signed "
+            f"{statement.get('time')}",
+            f"bound to the deviation entry {_short(statement.get('deviation'))} and its "
+            "reason; Ed25519 signature verified with their identity key"]
+
+
+def _seal_witnessed(p: dict[str, Any], script: Script) -> list[str]:
+    statement = p.get("statement") if isinstance(p.get("statement"), dict) else {}
+    assert isinstance(statement, dict)
+    return [f"the seal co-signed by {person(script, statement.get('participant'))}, signed "
+            f"{statement.get('time')}",
+            f"bound to head {_short(statement.get('head'))} after {statement.get('entries')} "
+            f"entries, outcome {statement.get('outcome')}; Ed25519 signature verified with "
+            "their identity key"]
 
 
 _DESCRIBE: dict[str, Describe] = {
     "ceremony.started": _started,
     "ceremony.resumed": lambda p, s: [
         f"resumed after seq {p.get('after_seq')} ({p.get('repaired_bytes')} bytes of an "
-        "unfinished line cut)"],
+        "unfinished line cut)", *(attestation_words(p.get("attestation")) or [
+            "the environment was not attested again: no secret may follow"])],
     "step.started": lambda p, s: [
         f"step {int(p.get('index') or 0) + 1}: {p.get('title')}; "
         f"action {p.get('action')}", f"step digest {_short(p.get('step_digest'))}"],
@@ -374,6 +474,9 @@ _DESCRIBE: dict[str, Describe] = {
         f"{(p.get('statement') or {}).get('seq')}, head "
         f"{_short((p.get('statement') or {}).get('head'))}"],
     "seal": _seal,
+    "deviation": _deviation,
+    "deviation.approved": _deviation_approved,
+    "seal.witnessed": _seal_witnessed,
 }
 
 

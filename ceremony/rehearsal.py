@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ceremony.errors import UsageError
 from ceremony.model.answers import Answers, StepAnswers
@@ -70,7 +70,10 @@ def simulated_answers(script: Script, identities: dict[str, Path] | None = None)
                           s.confirm, None)
         for s in script.steps
     }
-    return Answers(script.ceremony_id, identities or {}, steps, "(simulated participants)")
+    # Whatever the policy's [seal] and [deviations] ask for (ADR 15): the first of these.
+    custodians = tuple(p.id for p in script.with_role("custodian"))
+    return Answers(script.ceremony_id, identities or {}, steps, "(simulated participants)",
+                   deviation_approvals=custodians, seal_witnesses=witnesses)
 
 
 def answers_toml(script: Script, answers: Answers) -> str:
@@ -86,6 +89,11 @@ def answers_toml(script: Script, answers: Answers) -> str:
             lines.append("witnesses = [" + ", ".join(f'"{a}"' for a in s.witnesses) + "]")
         if s.confirm:
             lines.append(f'confirm = "{s.confirm}"')
+    for table, field, names in (("seal", "witnesses", answers.seal_witnesses),
+                                ("deviations", "approvals", answers.deviation_approvals)):
+        if names:
+            lines += ["", f"[{table}]", f"{field} = [" + ", ".join(f'"{a}"' for a in names)
+                      + "]"]
     return "\n".join(lines) + "\n"
 
 
@@ -172,6 +180,17 @@ def sign_script(script: Script, policy: Policy, signers: dict[str, object], time
     return out
 
 
+def rehearsal_attestation(script: Script, policy: Policy,
+                          say: Callable[[str], None] = print) -> dict[str, Any]:
+    """This machine attested for a rehearsal (its own checks waived, and saying so), before
+    the throwaway token is made and its PINs drawn (CER-ATTEST)."""
+    from ceremony.adapters.softhsm import SOFTHSM_MODULE
+    from ceremony.cli.attest import attest_ceremony
+
+    return attest_ceremony(None, script, policy, rehearsal=True, module=SOFTHSM_MODULE,
+                           say=say)
+
+
 @contextlib.contextmanager
 def throwaway_token(say: Callable[[str], None] = print) -> Iterator[ThrowawayToken]:
     """A fresh SoftHSM2 token in a temporary directory, removed afterwards."""
@@ -214,6 +233,7 @@ def rehearse(out: Path, say: Callable[[str], None] = print) -> tuple[Path, Path]
     from ceremony.adapters.sharesheets import ShareSheetDirectory
     from ceremony.adapters.slip39 import Slip39Splitter
     from ceremony.adapters.system import OsRandomness, SystemClock
+    from ceremony.adapters.transcript_pdf import BundlePrinter
     from ceremony.engine.core import Devices, Engine
     from ceremony.engine.derive import wipe
     from ceremony.headless import run_headless
@@ -223,7 +243,11 @@ def rehearse(out: Path, say: Callable[[str], None] = print) -> tuple[Path, Path]
     r = prepare_rehearsal(out)
     cast = r.cast
     policy = parse_policy(r.policy_text, "policy.toml")
+    attested: list[str] = []  # (said after the REHEARSAL line)
+    attestation = rehearsal_attestation(cast.script, policy, attested.append)
     with throwaway_token(say) as throwaway:
+        for line in attested:
+            say(line)
         pin, login = rehearsal_login(throwaway, cast.script, r.secret)
         try:
             token = Pkcs11Token(throwaway.module, throwaway.uri, pin, login=login)
@@ -232,10 +256,11 @@ def rehearse(out: Path, say: Callable[[str], None] = print) -> tuple[Path, Path]
         try:
             devices = Devices(SystemClock(), OsRandomness(), token, Slip39Splitter(),
                               ShareSheetDirectory(r.shares, cast.script.ceremony_id),
-                              BundleCodes())
+                              BundleCodes(), BundlePrinter())
             engine = Engine.start(cast.script, policy, cast.script_text.encode(),
                                   r.policy_text.encode(), devices, r.bundle, rehearsal=True,
-                                  authorization=Presented(r.sigs, str(r.sigs_path)))
+                                  authorization=Presented(r.sigs, str(r.sigs_path)),
+                                  attestation=attestation)
             run_headless(engine, r.answers, cast.signers, say)  # type: ignore[arg-type]
         finally:
             token.close()

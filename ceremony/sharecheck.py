@@ -62,7 +62,8 @@ class Reference:
 class ShareCheck:
     """The verdict on one share: one plain sentence, and what the transcript says."""
 
-    outcome: str  # intact | checksum | other-set | no-match | withdrawn | no-shares
+    outcome: str  # intact | checksum | other-set | no-match | withdrawn | no-shares |
+    #               other-ceremony (a card's share names another ceremony: cli/cardshares.py)
     message: str
     reference: Reference
     hint: str = ""

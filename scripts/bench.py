@@ -20,6 +20,11 @@ Three targets, each measured against a baseline taken in the same run:
             mechanism=EDDSA)), same token, same session, same run. Target: >= 0.9x the bare
             loop's signatures/s. Also shown: the adapter with its key-handle cache emptied
             before every call (a token search per signature, as before the cache).
+7. card     a custodian card's signature round trip (CardSigner.sign: connect, SELECT, key
+            check, VERIFY, PSO:CDS, reset, host verify) through pcscd + vpcd + the virtual
+            card (tests/vcard; pcscd started as the tests' fixture does, under its lock),
+            median and p95 of N rounds, vs a bare APDU round trip and an in-process Ed25519
+            signature. Target: < 50 ms.
 
 The synthetic bundle is made by the real engine with the test fakes (tests/fakes.py): the
 sample script with seeded participant keys, a FakeToken for the transcript and root keys,
@@ -131,7 +136,13 @@ def build_bundle(bundle: Path, entries: int) -> int:
     from ceremony.headless import run_headless
     from ceremony.model.policy import parse_policy
     from ceremony.rehearsal import make_cast, sample_texts, simulated_answers
-    from tests.fakes import FakeToken, MemorySecrets, SeededRandom, TickingClock
+    from tests.fakes import (
+        FakeToken,
+        MemorySecrets,
+        SeededRandom,
+        TickingClock,
+        passing_attestation,
+    )
 
     script_text, policy_text = sample_texts()
     cast = make_cast(script_text, SeededRandom("participants"))
@@ -154,7 +165,8 @@ def build_bundle(bundle: Path, entries: int) -> int:
                       Slip39Splitter(SeededRandom("slip39")), MemorySecrets())
     engine = NotingEngine.start(cast.script, parse_policy(policy_text, "policy.toml"),
                                 cast.script_text.encode(), policy_text.encode(),
-                                devices, bundle, rehearsal=True)
+                                devices, bundle, rehearsal=True,
+                                attestation=passing_attestation(True))
     finished = run_headless(engine, simulated_answers(cast.script),
                             cast.signers, lambda _: None)  # type: ignore[arg-type]
     if finished.outcome != "completed":
@@ -514,6 +526,103 @@ def bench_shares(repeat: int) -> None:
                       "(no target)"))
 
 
+# ---------------------------------------------------------------- 7. card
+
+def bench_card(rounds: int, workdir: Path) -> None:
+    """A custodian card's signature round trip through pcscd, vpcd and the virtual card.
+
+    Each round is what one approval costs: CardSigner.sign over an approval-sized statement
+    (connect, SELECT, the application data, the key check, VERIFY, PSO:CDS chained, reset,
+    then the signature verified on the host). Baselines from the same run: one bare APDU
+    round trip (SELECT on an open connection) and one Ed25519 signature in process.
+    """
+    import statistics
+
+    say(f"\n== card: {rounds} card signature round trips (CardSigner.sign) through pcscd + "
+        "vpcd + the virtual card")
+    from tests.pcsc_fixtures import VPCD_DRIVER, VirtualCard, _pcscd, running_pcscd
+
+    pcscd = _pcscd()
+    try:
+        import smartcard  # noqa: F401
+    except ImportError:
+        say("pyscard is not installed: skipped (scripts/setup.sh installs it)")
+        return
+    if pcscd is None or not VPCD_DRIVER.is_file():
+        say("pcscd or vsmartcard's vpcd is not installed: skipped (scripts/setup.sh)")
+        return
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from ceremony.adapters.openpgp_card import OpenPgpCard
+
+    def refuse(why: str) -> None:
+        raise RuntimeError(why)
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    statement = json.dumps({"type": "ceremony.approval.v1", "ceremony": "sample-root-2026",
+                            "participant": "alice", "step": "provision-root-key",
+                            "script_sha256": "a" * 64, "step_digest": "b" * 64,
+                            "head": "c" * 64, "time": "2026-01-01T00:00:00.000000Z",
+                            "note": "x" * 120}, sort_keys=True).encode()
+    (workdir / "pcscd").mkdir(parents=True)
+    with running_pcscd(workdir / "pcscd", pcscd, refuse) as stack:
+        card = VirtualCard(stack, workdir / "card.json").create()
+        card.insert()
+        try:
+            from ceremony.adapters.openpgp_card import CardSigner
+
+            with OpenPgpCard(card.reader) as session:
+                public = session.generate(bytearray(b"12345678")).public_key
+            signer = CardSigner("alice", lambda: bytearray(b"123456"), reader=card.reader,
+                                public_key=public)
+            apdus = 0
+            raw = OpenPgpCard._transmit_raw
+
+            def counted(self: OpenPgpCard, apdu: list[int]) -> tuple[bytes, int]:
+                nonlocal apdus
+                apdus += 1
+                return raw(self, apdu)
+
+            with mock.patch.object(OpenPgpCard, "_transmit_raw", counted):
+                signer.sign(statement)  # warm-up, and the number of commands it takes
+            select = [0x00, 0xA4, 0x04, 0x00, 6, *bytes.fromhex("D27600012401")]
+            key = Ed25519PrivateKey.generate()
+            signs, bare, local = [], [], []
+            say(f"timing (load average {os.getloadavg()[0]:.2f})...")
+            with OpenPgpCard(card.reader) as session:
+                for _ in range(rounds):
+                    t = time.perf_counter()
+                    session._transmit_raw(list(select))
+                    bare.append(time.perf_counter() - t)
+            for _ in range(rounds):
+                t = time.perf_counter()
+                signer.sign(statement)
+                signs.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                key.sign(statement)
+                local.append(time.perf_counter() - t)
+        finally:
+            card.remove()
+
+    def stats(samples: list[float]) -> tuple[float, float]:
+        ordered = sorted(samples)
+        return (statistics.median(ordered) * 1e3,
+                ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))] * 1e3)
+
+    rows = (("card signature round trip (CardSigner.sign)", signs),
+            ("bare APDU round trip (SELECT, open session)", bare),
+            ("Ed25519 signature in process", local))
+    for text, samples in rows:
+        median, p95 = stats(samples)
+        say(f"{text:<46} median {median:8.2f} ms  p95 {p95:8.2f} ms")
+    median, p95 = stats(signs)
+    say(f"one round trip: {apdus} commands of {len(statement)}-byte statement; "
+        f"{median / stats(bare)[0]:.0f}x a bare APDU")
+    TABLE.append(("card signature round trip (bare APDU)",
+                  f"{median:.1f} ms, p95 {p95:.1f} ms ({stats(bare)[0]:.2f} ms)",
+                  f"{median / stats(bare)[0]:.0f}x", "< 50 ms"))
+
+
 # ---------------------------------------------------------------- main
 
 def main(argv: list[str] | None = None) -> int:
@@ -523,17 +632,20 @@ def main(argv: list[str] | None = None) -> int:
                         "10,000 with --quick)")
     parser.add_argument("--repeat", type=int, help="best of how many (default 5; 3 quick)")
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile run")
-    parser.add_argument("--only", choices=("verify", "help", "rehearse", "tui", "sign", "shares"),
+    parser.add_argument("--only", choices=("verify", "help", "rehearse", "tui", "sign", "shares",
+                                           "card"),
                         action="append",
                         help="run only this part (repeatable)")
     parser.add_argument("--signatures", type=int, help="signatures per run of the sign "
                         "part (default 2,000; 500 with --quick)")
+    parser.add_argument("--rounds", type=int, help="card signature round trips of the card "
+                        "part (default 100; 20 with --quick)")
     parser.add_argument("--workdir", type=Path, help="where to build the bundle (default: "
                         "a temporary directory under /dev/shm when it exists)")
     args = parser.parse_args(argv)
     entries = args.entries or (10_000 if args.quick else 100_000)
     repeat = args.repeat or (3 if args.quick else 5)
-    parts = args.only or ["verify", "help", "rehearse", "tui", "sign", "shares"]
+    parts = args.only or ["verify", "help", "rehearse", "tui", "sign", "shares", "card"]
     parent = args.workdir or (Path("/dev/shm") if Path("/dev/shm").is_dir() else None)
     workdir = Path(tempfile.mkdtemp(prefix="ceremony-bench-", dir=parent))
     say(f"ceremony benchmarks: Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
@@ -552,6 +664,8 @@ def main(argv: list[str] | None = None) -> int:
                        workdir / "sign")
         if "shares" in parts:
             bench_shares(repeat)
+        if "card" in parts:
+            bench_card(args.rounds or (20 if args.quick else 100), workdir / "card")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     say("\n== summary")

@@ -176,6 +176,17 @@ confirm = "CERTIFY ROOT KEY"
 """
 
 
+def _lifecycle(*lines: str) -> list[Edit]:
+    """The sample policy with a [lifecycle] table of these lines at its end."""
+    return [("max_shares_per_holder = 1\n",
+             "max_shares_per_holder = 1\n\n[lifecycle]\n" + "".join(f"{x}\n" for x in lines))]
+
+
+def _previous(*lines: str) -> list[Edit]:
+    """The sample script with a [previous] table of these lines before [policy]."""
+    return [("[policy]\n", "[previous]\n" + "".join(f"{x}\n" for x in lines) + "\n[policy]\n")]
+
+
 def _certify(*edits: Edit) -> list[Edit]:
     """The sample with a certify step, then ``edits`` (applied to the result)."""
     text = CERTIFY
@@ -189,6 +200,9 @@ def _certify(*edits: Edit) -> list[Edit]:
 ALICE_KEY = "ed25519:3TgAU4GbRe5KFz25uaf4eFO52u9Ls8RuQamR0sg+WVo="
 BOB_KEY = "ed25519:FZElGp7Ph99WdvmP8dbjGpGLjA+d+0EEbr8668jYZwo="
 MEMBERS = 'members = ["alice", "bob", "carol"]'
+
+# [shares.delivery] after the sample's share group.
+DELIVERY = "\n\n[shares.delivery]\n"
 
 VECTORS: list[Vector] = [
     # ---- the script ---------------------------------------------------------------------
@@ -332,6 +346,16 @@ VECTORS: list[Vector] = [
         + CERTIFY[CERTIFY.index("[[steps]]"):])],
       "steps[2].action", "certify_root_key needs a [root_key.certificate] table",
       'action = "certify_root_key"'),
+    # [previous]: the key a replacement or rotation replaces (ADR 14).
+    S("previous-reason-unknown", _previous('ceremony = "old-root-2020"',
+                                           f'root_fingerprint = "{"ab" * 32}"',
+                                           'reason = "expired"'),
+      "previous.reason", "'expired' is not one of rotation, compromise", "reason ="),
+    S("previous-fingerprint-short", _previous('ceremony = "old-root-2020"',
+                                              'root_fingerprint = "abcd"',
+                                              'reason = "rotation"'),
+      "previous.root_fingerprint", "'abcd' is not 64 lower-case hex digits",
+      "root_fingerprint ="),
     # ---- the policy ---------------------------------------------------------------------
     P("toml-trailing-junk", [("min_approvals = 2\n", "min_approvals = 2 2\n")],
       "quorum.min_approvals", "not valid TOML", "min_approvals ="),
@@ -395,6 +419,18 @@ VECTORS: list[Vector] = [
       "separation.auditor_may_approve", "is not a known field", "auditor_may_approve ="),
     P("separation-max-shares-zero", [("max_shares_per_holder = 1", "max_shares_per_holder = 0")],
       "separation.max_shares_per_holder", "0 is out of range", "max_shares_per_holder ="),
+    # [lifecycle] (ADR 14): the rotation cadence and the lifecycle events' quorums.
+    P("lifecycle-rotation-too-long", _lifecycle("rotation_months = 300"),
+      "lifecycle.rotation_months", "300 months is longer than the key's longest lifetime",
+      "rotation_months ="),
+    P("lifecycle-rotation-zero", _lifecycle("rotation_months = 0"),
+      "lifecycle.rotation_months", "0 is out of range", "rotation_months ="),
+    P("lifecycle-event-quorum-below-min", _lifecycle("event_quorum = 1"),
+      "lifecycle.event_quorum", "1 is below quorum.min_approvals (2)", "event_quorum ="),
+    P("lifecycle-notice-string", _lifecycle('notice_days = "90"'),
+      "lifecycle.notice_days", "must be an integer, not a string", "notice_days ="),
+    P("lifecycle-unknown-field", _lifecycle("rotation_years = 2"),
+      "lifecycle.rotation_years", "is not a known field", "rotation_years ="),
     # ---- the answers file ---------------------------------------------------------------
     A("toml-bare-string", [('confirm = "PROVISION ROOT KEY"', "confirm = PROVISION ROOT KEY")],
       "steps[1].confirm", "not valid TOML", "confirm ="),
@@ -427,7 +463,9 @@ VECTORS: list[Vector] = [
       "steps[0].witnesses", "'carol' is a custodian, not a witness", 'witnesses = ["carol"]'),
     A("approver-without-identity",
       [('approvals = ["alice", "bob"]', 'approvals = ["alice", "carol"]')],
-      "steps[1].approvals", "'carol' has no identity key under [identities]", "approvals ="),
+      "steps[1].approvals",
+      "'carol' has no card under [cards] (nor a rehearsal key under [identities])",
+      "approvals ="),
     A("approvals-duplicate", [('approvals = ["alice", "bob"]', 'approvals = ["alice", "alice"]')],
       "steps[1].approvals", "lists the same entry twice", "approvals ="),
     A("approvals-not-array", [('approvals = ["alice", "bob"]', 'approvals = "alice"')],
@@ -509,6 +547,20 @@ VECTORS: list[Vector] = [
     V("policy-pin", "script.toml", [], "policy.sha256", "CER-POLICY-PIN",
       "does not match the policy file policy.toml", "sha256 =",
       extra={"policy.toml": [("max_key_lifetime_days = 7300", "max_key_lifetime_days = 7299")]}),
+    # [shares.delivery]: where each holder's share goes (docs/card-shares.md).
+    S("delivery-unknown-holder", [(MEMBERS + "\n", MEMBERS + DELIVERY + 'mallory = ["card"]\n')],
+      "shares.delivery.mallory", "'mallory' holds no share in [[shares.groups]]", "mallory ="),
+    S("delivery-unknown-place", [(MEMBERS + "\n", MEMBERS + DELIVERY + 'alice = ["usb"]\n')],
+      "shares.delivery.alice", "'usb' is not a place a share can go", "alice ="),
+    S("delivery-empty", [(MEMBERS + "\n", MEMBERS + DELIVERY + "alice = []\n")],
+      "shares.delivery.alice", "must list 1 to 2 entries, not 0", "alice ="),
+    S("delivery-twice", [(MEMBERS + "\n", MEMBERS + DELIVERY + 'alice = ["card", "card"]\n')],
+      "shares.delivery.alice", "lists the same entry twice", "alice ="),
+    S("delivery-not-array", [(MEMBERS + "\n", MEMBERS + DELIVERY + 'alice = "card"\n')],
+      "shares.delivery.alice", "must be an array", "alice ="),
+    Vector("answers", "card-delivery-without-card", "answers.toml", [], "cards",
+           "the script sends bob's share to their card, but [cards] names no card for bob",
+           extra={"script.toml": [(MEMBERS + "\n", MEMBERS + DELIVERY + 'bob = ["card"]\n')]}),
 ]
 
 

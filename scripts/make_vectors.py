@@ -59,7 +59,13 @@ from ceremony.rehearsal import (  # noqa: E402
     sign_script,
     simulated_answers,
 )
-from tests.fakes import FakeToken, MemorySecrets, SeededRandom, TickingClock  # noqa: E402
+from tests.fakes import (  # noqa: E402
+    FakeToken,
+    MemorySecrets,
+    SeededRandom,
+    TickingClock,
+    passing_attestation,
+)
 
 VECTORS = REPO / "tests" / "vectors"
 SAMPLE_ID_LINE = 'ceremony_id = "sample-root-2026"'
@@ -102,7 +108,8 @@ def run_ceremony(bundle: Path, which: Ceremony = GOLDEN) -> tuple[FakeToken, Mem
     sigs = sign_script(cast.script, policy, cast.signers, SIGNED_AT)
     engine = Engine.start(cast.script, policy, cast.script_text.encode(), policy_text.encode(),
                           devices, bundle, rehearsal=True,
-                          authorization=Presented(sigs, BUNDLE_SIGS_FILE))
+                          authorization=Presented(sigs, BUNDLE_SIGS_FILE),
+                          attestation=passing_attestation(True))
     answers = simulated_answers(cast.script)
     if which.abort_before is not None:
         steps = dict(answers.steps)
@@ -414,6 +421,45 @@ def script_sigs_dropped_resigned(bundle: Path, src: Sources) -> Expect:
                    "the policy's quorum of authorizers catches it")
 
 
+def _rewrite_attestation(bundle: Path, src: Sources,
+                         change: Callable[[dict[str, Any]], None]) -> None:
+    """Rewrite ceremony.started's attestation record as an attacker holding the transcript
+    key and the root key would: every hash, checkpoint, the seal and SHA256SUMS re-signed."""
+    items = entries(read_lines(bundle))
+    change(items[0]["payload"]["attestation"])
+    key = transcript_private_key()
+    rk = src.token.keys[("sample root key", "01")]
+    write_lines(bundle, rechain(items, resign=key, root=rk))
+    resign_checksums(bundle, key, items[0]["ceremony"])
+
+
+def attestation_failed_resigned(bundle: Path, src: Sources) -> Expect:
+    def fail_module(record: dict[str, Any]) -> None:
+        module = next(c for c in record["checks"] if c["id"] == "CER-ATTEST-MODULE")
+        module.update(result="fail", sentence="the PKCS#11 module is not a pinned digest",
+                      hint="use the approved module")
+        record["passed"] = False
+
+    _rewrite_attestation(bundle, src, fail_module)
+    return _expect("start", 1, "PKCS#11 module: the PKCS#11 module is not a pinned digest",
+                   "ceremony.started's attestation rewritten to show a failed check (as if "
+                   "the engine's gate had been bypassed), re-signed throughout: the "
+                   "verifier re-checks the record")
+
+
+def attestation_waiver_forged_resigned(bundle: Path, src: Sources) -> Expect:
+    def waive_module(record: dict[str, Any]) -> None:
+        module = next(c for c in record["checks"] if c["id"] == "CER-ATTEST-MODULE")
+        module.update(result="waived", waived_by="policy", approved_by=["alice", "bob"],
+                      reason="forged", signatures=[])
+        record["waived"] = [c["id"] for c in record["checks"] if c["result"] == "waived"]
+
+    _rewrite_attestation(bundle, src, waive_module)
+    return _expect("start", 1, "does not allow waiving CER-ATTEST-MODULE",
+                   "a policy waiver added to ceremony.started's attestation without the "
+                   "policy allowing it or any signature, re-signed throughout")
+
+
 def missing_signature(bundle: Path, src: Sources) -> Expect:
     (bundle / CHECKSUMS_SIG_FILE).unlink()
     return _expect("bundle", None, "missing SHA256SUMS.sig", "SHA256SUMS.sig removed")
@@ -439,6 +485,8 @@ ATTACKS: dict[str, Callable[[Path, Sources], Expect]] = {
     "removed-script-sigs": removed_script_sigs,
     "altered-script-sigs": altered_script_sigs,
     "script-sigs-dropped-resigned": script_sigs_dropped_resigned,
+    "attestation-failed-resigned": attestation_failed_resigned,
+    "attestation-waiver-forged-resigned": attestation_waiver_forged_resigned,
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -220,3 +221,36 @@ class MemorySecrets:
         removed = sorted(self.shares)
         self.shares.clear()
         return removed
+
+
+@dataclass
+class StandInPrinter:
+    """The TranscriptPrinter port without fpdf2: a one-page PDF whose page text names the
+    sealed transcript's head (what the verifier checks), for engine unit tests."""
+
+    calls: int = 0
+    head: str | None = None  # print this head instead of the transcript's (a wrong printout)
+    fail: Exception | None = None  # raised by the first call (fault injection)
+
+    def write(self, bundle: Path, name: str) -> str:
+        self.calls += 1
+        if self.fail is not None:
+            fail, self.fail = self.fail, None
+            raise fail
+        last = (bundle / "transcript.jsonl").read_bytes().splitlines()[-1]
+        head = self.head or hashlib.sha256(last).hexdigest()
+        text = f"BT /F1 8 Tf 20 20 Td (stand-in transcript head {head}) Tj ET".encode()
+        pdf = (b"%PDF-1.4\n1 0 obj\n<< /Length " + str(len(text)).encode() +
+               b" >>\nstream\n" + text + b"\nendstream\nendobj\n%%EOF\n")
+        (bundle / name).write_bytes(pdf)
+        return hashlib.sha256(pdf).hexdigest()
+
+
+def passing_attestation(rehearsal: bool) -> dict[str, Any]:
+    """A fixed all-pass environment attestation record, for engine tests on fakes and the
+    golden transcripts (deterministic: no machine is read). Real front ends run the checks
+    (ceremony/cli/attest.py attest_ceremony)."""
+    from ceremony.model.attestation import CHECKS, CheckResult, attestation_record
+
+    return attestation_record([CheckResult(cid, "pass", f"{name}: as constructed for tests")
+                               for cid, name in CHECKS.items()], rehearsal=rehearsal)

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -171,13 +171,23 @@ def pcsc_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PcscStack]:
             "pcscd with vsmartcard's vpcd driver (Debian pcscd, vsmartcard-vpcd)")
     require(importlib.util.find_spec("smartcard") is not None, "pyscard")
     assert pcscd is not None
+    with running_pcscd(tmp_path_factory.mktemp("pcscd"), pcscd,
+                       lambda why: require(False, why)) as stack:
+        yield stack
+
+
+@contextlib.contextmanager
+def running_pcscd(directory: Path, pcscd: str,
+                  refuse: Callable[[str], None]) -> Iterator[PcscStack]:
+    """Our pcscd with vpcd's readers, under the machine lock, stopped on exit (the fixture
+    above, and scripts/bench.py's card round trip). ``refuse`` is called, and must raise,
+    when a pcscd not started by us owns the machine's socket."""
     with _machine_lock() as lock:
         _stop_leftover(lock)
         if _socket_alive():
-            require(False, f"a pcscd these tests did not start owns {PCSCD_SOCKET}; "
-                    "stop it (systemctl stop pcscd.socket pcscd) so the tests can start "
-                    "their own, with vpcd")
-        directory = tmp_path_factory.mktemp("pcscd")
+            refuse(f"a pcscd these tests did not start owns {PCSCD_SOCKET}; stop it "
+                   "(systemctl stop pcscd.socket pcscd) so the tests can start their own, "
+                   "with vpcd")
         conf = directory / CONF_DIR
         conf.mkdir()
         (conf / "vpcd").write_text(f'FRIENDLYNAME "Virtual PCD"\nDEVICENAME /dev/null:0x8C7B\n'
@@ -240,14 +250,17 @@ class VirtualCard:
         create_card(self.state_file, **factory)
         return self
 
-    def insert(self) -> VirtualCard:
+    def insert(self, *, pull_at: int | None = None) -> VirtualCard:
+        """Into the reader (with ``pull_at``, an instruction byte: the card leaves the
+        reader in the middle of the first such command, see tests.vcard.vpcd.serve)."""
         if not self.state_file.exists():
             self.create()
         assert self.process is None, "the card is inserted already"
+        extra = [] if pull_at is None else ["--pull-at", f"{pull_at:02X}"]
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "tests.vcard", "--state", str(self.state_file),
-                 "--port", str(VPCD_PORT)], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                 "--port", str(VPCD_PORT), *extra], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL)
         self.stack.wait_for_card(True, self.process)
         return self

@@ -83,11 +83,12 @@ class Split:
 
     def activate(self, secret_out: Path, *login: str,
                  script: Path | None = None) -> subprocess.CompletedProcess[str]:
-        """`ceremony hsm activate`; ``login`` defaults to the transport SO PIN from a file."""
+        """`ceremony hsm activate --rehearsal` (a development machine attests only as a
+        rehearsal, CER-ATTEST); ``login`` defaults to the transport SO PIN from a file."""
         login = login or ("--so-pin-file", str(self.pin_file(self.softhsm.so_pin)))
         return self.cli("hsm", "activate", str(script or self.script_path), "--secret-out",
                         str(secret_out), "--token", self.softhsm.uri, "--module",
-                        self.softhsm.module, *login)
+                        self.softhsm.module, "--rehearsal", *login)
 
     def run(self, out: Path, *sheets: Path, extra: tuple[str, ...] = (),
             module: str | None = None, env: dict[str, str] | None = None,
@@ -291,7 +292,7 @@ def test_activate_then_exactly_m_officers_log_in(tmp_path: Path, softhsm: SoftHs
     for officer, sheet in zip(OFFICERS, sheets_of(secret_out, *OFFICERS), strict=True):
         assert stat.S_IMODE(sheet.stat().st_mode) == 0o600, sheet
         text = sheet.read_text()
-        assert not text.startswith("REHEARSAL")
+        assert text.startswith("REHEARSAL: not a real PIN share\n")  # (--rehearsal)
         assert f"crypto officer {officer.capitalize()} Custodian ({officer})" in text
         assert f"\nofficer: {officer}\n" in text
         assert "any 2 of the 3 officers (alice, bob, carol)" in text

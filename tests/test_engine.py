@@ -45,7 +45,7 @@ from ceremony.model.script import parse_script
 from ceremony.rehearsal import Cast, make_cast, sample_texts
 from ceremony.transcript import format_time, parse_time
 from ceremony.verify import verify_bundle
-from tests.fakes import FakeToken, MemorySecrets, SeededRandom, TickingClock
+from tests.fakes import FakeToken, MemorySecrets, SeededRandom, TickingClock, passing_attestation
 
 PROVISION = "provision-root-key"
 PHRASE = "PROVISION ROOT KEY"
@@ -102,7 +102,8 @@ def _start(tmp_path: Path, *, script_edit: tuple[str, str] | None = None,
     policy = parse_policy(policy_text, "policy.toml")
     bundle = tmp_path / "bundle"
     engine = Engine.start(cast.script, policy, cast.script_text.encode(),
-                          policy_text.encode(), devices, bundle, rehearsal=True)
+                          policy_text.encode(), devices, bundle, rehearsal=True,
+                          attestation=passing_attestation(True))
     return Run(engine, cast, token, secrets, bundle)
 
 
@@ -436,7 +437,8 @@ def test_start_refuses_a_token_holding_the_root_key(tmp_path: Path) -> None:
     with pytest.raises(TokenError, match="already holds"):
         Engine.start(cast.script, parse_policy(policy_text, "policy.toml"),
                      cast.script_text.encode(), policy_text.encode(), devices,
-                     tmp_path / "bundle", rehearsal=True)
+                     tmp_path / "bundle", rehearsal=True,
+                     attestation=passing_attestation(True))
     assert not (tmp_path / "bundle").exists()
 
 
@@ -446,7 +448,8 @@ def test_resume_after_a_stop_continues(run: Run) -> None:
     run.approve("alice")
     engine = run.engine
     engine.writer.close()
-    resumed = Engine.resume(engine.script, engine.policy, engine.devices, run.bundle)
+    resumed = Engine.resume(engine.script, engine.policy, engine.devices, run.bundle,
+                            attestation=passing_attestation(engine.rehearsal))
     prompt = resumed.next_prompt()
     assert isinstance(prompt, ApprovalNeeded) and prompt.collected == ("alice",)
     run.engine = resumed

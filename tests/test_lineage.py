@@ -32,7 +32,7 @@ from ceremony.model.script import parse_script
 from ceremony.rehearsal import Cast, make_cast, sample_texts, simulated_answers
 from ceremony.verify import verify_bundle
 from tests.conftest import REPO, SoftHsm, run_cli
-from tests.fakes import FakeToken, MemorySecrets, SeededRandom, TickingClock
+from tests.fakes import FakeToken, MemorySecrets, SeededRandom, TickingClock, passing_attestation
 from tests.pcsc_fixtures import VirtualCard
 from tests.test_isolation import BLOCKED
 from tests.test_openpgp_card import PIN, enrolled
@@ -391,9 +391,9 @@ def test_a_recovery_chain_verifies_and_a_broken_link_is_named(tmp_path: Path,
     rec = prepare_recovery(tmp_path, softhsm)
     result = rec.run([("carol", rec.sheet("carol")), ("alice", rec.sheet("alice"))])
     assert result.returncode == 0, result.stdout + result.stderr
-    # The recovery's printed transcript was written next to its bundle when it was sealed.
-    pdf = rec.out.parent / "bundle.transcript.pdf"
-    assert f"printable transcript: {pdf}" in result.stdout
+    # The recovery's printed transcript was made inside its bundle before the checksums.
+    pdf = rec.out / "transcript.pdf"
+    assert f"printable transcript: {pdf} (inside the bundle" in result.stdout
     cover = flat(pdftotext(pdf, "-raw")[0])
     head = verify_bundle(rec.original.out).head
     assert f"Recovery of ceremony {ORIGINAL_ID}, transcript head {head}" in cover
@@ -529,7 +529,8 @@ def test_a_custodian_signs_with_their_card(tmp_path: Path, cast: Cast, policy_te
                       Slip39Splitter(SeededRandom("slip39")), MemorySecrets())
     engine = Engine.start(script, parse_policy(policy_text, "policy.toml"),
                           script_text.encode(), policy_text.encode(), devices,
-                          tmp_path / "bundle", rehearsal=True)
+                          tmp_path / "bundle", rehearsal=True,
+                          attestation=passing_attestation(True))
     signers: dict[str, object] = {**cast.signers, "alice": card}
     run_headless(engine, simulated_answers(script), signers,  # type: ignore[arg-type]
                  lambda _: None)
@@ -551,3 +552,14 @@ def test_a_custodian_signs_with_their_card(tmp_path: Path, cast: Cast, policy_te
     document = load(tmp_path / "bundle.lineage.json")
     assert [s["participant"] for s in document["signatures"]] == ["alice", "bob"]
     assert run_cli("lineage", "verify", str(tmp_path / "bundle")).returncode == 0
+    # A lifecycle event takes the same signers: alice's card signs it after her PIN.
+    code = main(["lineage", "event", str(tmp_path / "bundle"), "suspension", "--reason",
+                 "the card test", "--card", "alice", "--reader", virtual_card.reader,
+                 "--identity", f"bob={ids / 'bob.pem'}"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert virtual_card.state().signature_counter == before + 2
+    assert "signed by alice, bob (2 needed: the lineage record's threshold)" in out.out
+    verified = run_cli("lineage", "verify", str(tmp_path / "bundle"))
+    assert verified.returncode == 0, verified.stderr
+    assert "state: suspended; 1 link(s)" in verified.stdout

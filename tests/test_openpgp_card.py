@@ -32,7 +32,7 @@ from ceremony.model.script import parse_script
 from ceremony.rehearsal import Cast, simulated_answers
 from ceremony.verify import verify_bundle
 from tests.conftest import run_cli
-from tests.fakes import FakeToken, MemorySecrets, SeededRandom, TickingClock
+from tests.fakes import FakeToken, MemorySecrets, SeededRandom, TickingClock, passing_attestation
 from tests.pcsc_fixtures import VirtualCard
 
 pytestmark = pytest.mark.pcsc
@@ -176,7 +176,8 @@ def test_card_approvals_verify_in_a_whole_ceremony(
                       Slip39Splitter(SeededRandom("slip39")), MemorySecrets())
     policy = parse_policy(policy_text, "policy.toml")
     engine = Engine.start(parsed, policy, script_text.encode(), policy_text.encode(), devices,
-                          tmp_path / "bundle", rehearsal=True)
+                          tmp_path / "bundle", rehearsal=True,
+                          attestation=passing_attestation(True))
     finished = run_headless(engine, simulated_answers(parsed), signers,  # type: ignore[arg-type]
                             lambda _: None)
     assert finished.outcome == "completed"
@@ -239,7 +240,7 @@ def test_status_words_of_the_virtual_card(virtual_card: VirtualCard) -> None:
         assert sw(0x20, 0x00, 0x81, b"1" * 128, le=False) == 0x6700  # longer than 127
         assert virtual_card.state().pw1_tries == 3  # a malformed PIN costs no try
         assert sw(0xCA, 0x00, 0x6E, b"\x00") == 0x6700  # GET DATA takes no data
-        assert sw(0xCA, 0x01, 0x01) == 0x6A88  # a data object this card does not have
+        assert sw(0xCA, 0x5F, 0x50) == 0x6A88  # a data object this card does not have
         assert sw(0x2A, 0x9E, 0x9A, b"sign me") == 0x6982  # no PIN verified
         assert sw(0x47, 0x80, 0x00, b"\xb6\x00") == 0x6982  # generation needs PW3
         assert sw(0x20, 0x00, 0x83, ADMIN_PIN, le=False) == 0x9000

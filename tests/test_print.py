@@ -32,7 +32,7 @@ from ceremony.qrframe import QrIntegrityError, reassemble
 from ceremony.rehearsal import Cast, make_cast, sample_texts, sign_script, simulated_answers
 from ceremony.verify import verify_bundle
 from tests.conftest import require, run_cli
-from tests.fakes import FakeToken, MemorySecrets, SeededRandom, TickingClock
+from tests.fakes import FakeToken, MemorySecrets, SeededRandom, TickingClock, passing_attestation
 
 GOLDEN = Path(__file__).resolve().parent / "vectors" / "golden"
 WATERMARK_GREY = 228  # the share sheets' and the transcript's watermark stroke colour
@@ -103,7 +103,8 @@ def fake_bundle(directory: Path, cast: Cast, policy_text: str, *, rehearsal: boo
     engine = Engine.start(cast.script, policy, cast.script_text.encode(), policy_text.encode(),
                           devices, bundle, rehearsal=rehearsal,
                           authorization=Presented(sigs, BUNDLE_SIGS_FILE, state_checked=True,
-                                                  state_name="(a fresh state)"))
+                                                  state_name="(a fresh state)"),
+                                                  attestation=passing_attestation(rehearsal))
     run_headless(engine, simulated_answers(cast.script), cast.signers,  # type: ignore[arg-type]
                  lambda _: None)
     assert verify_bundle(bundle).ok
@@ -335,19 +336,26 @@ def test_a_printer_that_refuses_is_a_device_error(tmp_path: Path) -> None:
     assert out.is_file()  # the PDF stays: it can be printed elsewhere
 
 
-def test_rehearse_prints_its_transcript_next_to_the_bundle(tmp_path: Path) -> None:
+def test_rehearse_prints_its_transcript_into_the_bundle(tmp_path: Path) -> None:
     out = tmp_path / "r"
     result = run_cli("rehearse", "--out", str(out))
     assert result.returncode == 0, result.stdout + result.stderr
-    bundle, pdf = out / "bundle", out / "bundle.transcript.pdf"
-    assert f"printable transcript: {pdf}" in result.stdout
-    assert verify_bundle(bundle).ok  # outside the bundle: its checksums still hold
+    bundle, pdf = out / "bundle", out / "bundle" / "transcript.pdf"
+    assert f"printable transcript: {pdf} (inside the bundle" in result.stdout
+    assert verify_bundle(bundle).ok  # covered by its signed checksum list (ADR 16)
+    assert not (out / "bundle.transcript.pdf").exists()
     text = "\n".join(pdftotext(pdf, "-layout"))
     assert {int(n) for n in re.findall(r"#(\d+)\b", text)} == set(range(len(entries(bundle))))
     assert "REHEARSAL" in text
-    again = run_cli("print", str(bundle))
+    again = run_cli("print", str(bundle), "--out", str(tmp_path / "copy.pdf"))
     assert again.returncode == 0, again.stderr
-    assert f"unchanged (the same bytes) {pdf}" in again.stdout
+    assert (tmp_path / "copy.pdf").read_bytes() == pdf.read_bytes()
+    # The engine's printout is the one the sealed bundle lays out: the same bytes.
+    from ceremony.adapters.transcript_pdf import render
+    from ceremony.bundlefacts import load_verified
+    from ceremony.printout import build_printout
+
+    assert render(build_printout(load_verified(bundle, ""))).pdf == pdf.read_bytes()
 
 
 def test_an_rsa_4096_key_with_certificate_and_csr(tmp_path: Path, policy_text: str) -> None:

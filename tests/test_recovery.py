@@ -15,6 +15,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,7 +67,7 @@ from ceremony.rehearsal import (
 )
 from ceremony.verify import verify_bundle
 from tests.conftest import SoftHsm, run_cli
-from tests.fakes import FakeToken, MemorySecrets, SeededRandom, TickingClock
+from tests.fakes import FakeToken, MemorySecrets, SeededRandom, TickingClock, passing_attestation
 from tests.test_crash import RSA_3072, Ceremony, prepare_ceremony, token_labels
 from tests.test_rsa import add_token
 
@@ -157,7 +158,7 @@ def fake_original(tmp_path: Path, script_edit: tuple[str, str] | None = None) ->
     bundle = tmp_path / "original"
     engine = Engine.start(cast.script, parse_policy(policy_text, "policy.toml"),
                           cast.script_text.encode(), policy_text.encode(), devices, bundle,
-                          rehearsal=True)
+                          rehearsal=True, attestation=passing_attestation(True))
     finished = run_headless(engine, simulated_answers(cast.script), cast.signers,  # type: ignore[arg-type]
                             lambda _: None)
     assert finished.outcome == "completed"
@@ -221,7 +222,8 @@ def fake_recovery(tmp_path: Path, original: FakeOriginal, *,
     bundle = tmp_path / "recovery"
     engine = Engine.start(script, parse_policy(original.policy_text, "policy.toml"),
                           text.encode(), original.policy_text.encode(), devices, bundle,
-                          rehearsal=rehearsal, original=original.original)
+                          rehearsal=rehearsal, original=original.original,
+                          attestation=passing_attestation(rehearsal))
     return FakeRecovery(engine, token, bundle, script, original)
 
 
@@ -430,8 +432,9 @@ def test_a_share_never_shows_in_a_repr() -> None:
 class _OtherSeed(Slip39Splitter):
     """Shares that pass every check but rebuild another seed (a forged or mixed-up set)."""
 
-    def recover(self, mnemonics: list[str]) -> bytearray:
-        super().recover(mnemonics)
+    def recover(self, mnemonics: list[str], *,
+                passphrase: bytearray | None = None) -> bytearray:
+        super().recover(mnemonics, passphrase=passphrase)
         return bytearray(b"\x01" * 32)
 
 
@@ -500,11 +503,11 @@ def test_engine_start_needs_the_original_and_only_for_a_recovery(
                       Slip39Splitter(), NoSecretOutput())
     with pytest.raises(UsageError, match="give its bundle with --original BUNDLE"):
         Engine.start(script, policy, text.encode(), original.policy_text.encode(), devices,
-                     tmp_path / "a", rehearsal=True)
+                     tmp_path / "a", rehearsal=True, attestation=passing_attestation(True))
     with pytest.raises(UsageError, match="has no \\[recovery\\] table"):
         Engine.start(original.cast.script, policy, original.cast.script_text.encode(),
                      original.policy_text.encode(), devices, tmp_path / "b", rehearsal=True,
-                     original=original.original)
+                     original=original.original, attestation=passing_attestation(True))
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
@@ -1020,7 +1023,9 @@ def test_original_that_does_not_verify_is_refused_first(tmp_path: Path) -> None:
                                    f'root_fingerprint = "{report.root_fingerprint}"'))
     result = run_cli("recover", str(script), "--original", str(GOLDEN / "bundle"), "--out",
                      str(out), "--headless", "--answers", str(answers), "--rehearsal",
-                     "--token", "pkcs11:token=no-such-token", "--module", "/nonexistent.so")
+                     "--token", "pkcs11:token=no-such-token", "--module", sys.executable)
+    # (a file that is no PKCS#11 module: the workstation's attestation hashes it, then the
+    # PIN shares are refused before it is loaded)
     assert result.returncode == 1, result.stdout + result.stderr  # the login, only now
     assert "must present their PIN shares; 0 did [CER-ACTIVATION]" in result.stderr
     assert not out.exists()
@@ -1080,7 +1085,8 @@ def _engine(rec: Recovery, token: Any, splitter: Slip39Splitter | None = None) -
                       NoSecretOutput())
     return Engine.start(rec.script, parse_policy(policy_text, "policy.toml"), text.encode(),
                         policy_text.encode(), devices, rec.out, rehearsal=True,
-                        original=load_original(rec.original.out))
+                        original=load_original(rec.original.out),
+                        attestation=passing_attestation(True))
 
 
 def _signers(rec: Recovery) -> dict[str, Any]:

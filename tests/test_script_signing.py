@@ -40,7 +40,7 @@ from ceremony.model.script import parse_script
 from ceremony.rehearsal import make_cast, sample_texts
 from ceremony.verify import verify_bundle
 from tests.conftest import SoftHsm, run_cli
-from tests.fakes import FakeToken, MemorySecrets, SeededRandom, TickingClock
+from tests.fakes import FakeToken, MemorySecrets, SeededRandom, TickingClock, passing_attestation
 from tests.test_crash import SIGNED_AT, Ceremony, prepare_ceremony
 
 GOLDEN = Path(__file__).resolve().parent / "vectors" / "golden" / "bundle"
@@ -262,7 +262,8 @@ def test_the_engine_itself_refuses(tmp_path: Path) -> None:
     def start(presented: Presented | None, rehearsal: bool = False) -> Engine:
         return Engine.start(cast.script, policy, cast.script_text.encode(),
                             policy_text.encode(), devices, tmp_path / "bundle",
-                            rehearsal=rehearsal, authorization=presented)
+                            rehearsal=rehearsal, authorization=presented,
+                            attestation=passing_attestation(rehearsal))
 
     def line(who: str) -> bytes:
         statement = statement_for(cast.script, who, "custodian", SIGNED_AT)

@@ -24,7 +24,7 @@ from ceremony.model.rules import check_policy
 from ceremony.rehearsal import Cast, make_cast, sample_texts, simulated_answers
 from ceremony.verify import verify_bundle
 from tests.conftest import run_cli
-from tests.fakes import FakeToken, MemorySecrets, SeededRandom, TickingClock
+from tests.fakes import FakeToken, MemorySecrets, SeededRandom, TickingClock, passing_attestation
 
 Edit = tuple[str, str]
 MEMBERS = 'members = ["alice", "bob", "carol"]'
@@ -134,7 +134,8 @@ def test_the_engine_refuses_before_anything_is_written(rule: Rule, tmp_path: Pat
     with pytest.raises(PolicyViolation) as refused:
         Engine.start(cast.script, parse_policy(policy_text, "policy.toml"),
                      cast.script_text.encode(), policy_text.encode(), devices,
-                     tmp_path / "bundle", rehearsal=True)
+                     tmp_path / "bundle", rehearsal=True,
+                     attestation=passing_attestation(True))
     assert refused.value.requirement == "CER-SEPARATION"
     assert rule.says in refused.value.message and f": {rule.field}: " in refused.value.message
     assert not (tmp_path / "bundle").exists()
@@ -157,7 +158,8 @@ def test_an_administrator_allowed_to_approve_approves(tmp_path: Path) -> None:
     cast = _cast(script)
     engine = Engine.start(cast.script, parse_policy(policy_text, "policy.toml"),
                           cast.script_text.encode(), policy_text.encode(), _devices(),
-                          tmp_path / "bundle", rehearsal=True)
+                          tmp_path / "bundle", rehearsal=True,
+                          attestation=passing_attestation(True))
     finished = run_headless(engine, simulated_answers(cast.script), cast.signers,  # type: ignore[arg-type]
                             lambda _: None)
     assert finished.outcome == "completed"
@@ -178,7 +180,8 @@ def test_the_verifier_rechecks_the_matrix(tmp_path: Path,
     monkeypatch.setattr(core, "check_policy", lambda *a, **k: [])
     engine = Engine.start(cast.script, parse_policy(policy_text, "policy.toml"),
                           cast.script_text.encode(), policy_text.encode(), _devices(),
-                          tmp_path / "bundle", rehearsal=True)
+                          tmp_path / "bundle", rehearsal=True,
+                          attestation=passing_attestation(True))
     finished = run_headless(engine, simulated_answers(cast.script), cast.signers,  # type: ignore[arg-type]
                             lambda _: None)
     assert finished.outcome == "completed"

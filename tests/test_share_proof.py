@@ -107,7 +107,8 @@ def test_the_verifier_recomputes_the_quorum_count() -> None:
     _check_share_proof(script, _shares_payload(), None)  # type: ignore[arg-type]
     for changes in ({"reconstruction_check": {"quorums": 1, "result": "passed"}},
                     {"reconstruction_check": "passed (one quorum)"},
-                    {"iteration_exponent": 0}, {"extendable": False}):
+                    {"iteration_exponent": 0}, {"extendable": False},
+                    {"passphrase": "required"}):
         with pytest.raises(_Fail) as info:
             _check_share_proof(script, _shares_payload(**changes), None)  # type: ignore[arg-type]
         assert info.value.requirement == "CER-SHARES-PROOF"

@@ -355,15 +355,24 @@ def test_rehearsal_writes_one_pdf_per_custodian(rehearsed: Path) -> None:
 def test_rehearsal_bundle_holds_no_share_sheet_and_no_share(rehearsed: Path) -> None:
     bundle = files(rehearsed / "bundle")
     assert "transcript.jsonl" in bundle
+    # The one PDF in a bundle is its printed transcript (ADR 0016); its words are searched
+    # as text below, like every other file's.
+    printed = pdftotext(rehearsed / "bundle" / "transcript.pdf")
     for name, data in bundle.items():
+        if name == "transcript.pdf":
+            continue
         assert not name.endswith((".pdf", ".PDF")) and not data.startswith(b"%PDF"), name
         assert not Path(name).name.startswith("share-"), name
         assert b"/FlateDecode" not in data, name
-    assert b".pdf" not in bundle["SHA256SUMS"]
+    listed = [line.split()[-1] for line in bundle["SHA256SUMS"].splitlines()
+              if b".pdf" in line]
+    assert listed == [b"transcript.pdf"], listed
     # Single SLIP-39 words are ordinary English (the transcript says "group", "member",
     # "public"...), so look for the shares as shares: a word with its number, or any three
     # words in a row with any separator (test_rehearse.py looks for runs of four).
-    hay = "\n".join(data.decode("latin-1").lower() for data in bundle.values())
+    hay = "\n".join([printed.lower()] + [data.decode("latin-1").lower()
+                                           for name, data in bundle.items()
+                                           if name != "transcript.pdf"])
     for mnemonic in share_mnemonics(rehearsed / "secret" / "shares"):
         share_words = mnemonic.split()
         for i, word in enumerate(share_words, start=1):

@@ -10,7 +10,7 @@ from ceremony.headless import run_headless
 from ceremony.model.policy import parse_policy
 from ceremony.rehearsal import Cast, simulated_answers
 from ceremony.verify import verify_bundle
-from tests.fakes import FakeToken, MemorySecrets, SeededRandom, TickingClock
+from tests.fakes import FakeToken, MemorySecrets, SeededRandom, TickingClock, passing_attestation
 
 
 def test_fake_ceremony_verifies(tmp_path: Path, cast: Cast, policy_text: str) -> None:
@@ -19,7 +19,8 @@ def test_fake_ceremony_verifies(tmp_path: Path, cast: Cast, policy_text: str) ->
                       Slip39Splitter(SeededRandom("slip39")), secrets)
     policy = parse_policy(policy_text, "policy.toml")
     engine = Engine.start(cast.script, policy, cast.script_text.encode(), policy_text.encode(),
-                          devices, tmp_path / "bundle", rehearsal=True)
+                          devices, tmp_path / "bundle", rehearsal=True,
+                          attestation=passing_attestation(True))
     finished = run_headless(engine, simulated_answers(cast.script), cast.signers,  # type: ignore[arg-type]
                             lambda _: None)
     assert finished.outcome == "completed"

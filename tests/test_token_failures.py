@@ -31,6 +31,7 @@ from ceremony.headless import run_headless
 from ceremony.model.answers import load_answers
 from ceremony.transcript import parse_lines
 from tests.conftest import SoftHsm, run_cli
+from tests.fakes import passing_attestation
 from tests.test_crash import prepare_ceremony
 
 
@@ -198,7 +199,7 @@ def test_token_removed_during_provisioning_is_rolled_back(tmp_path: Path,
     devices = Devices(SystemClock(), OsRandomness(), token, Slip39Splitter(),
                       ShareSheetDirectory(c.secret, script.ceremony_id))
     engine = PullingEngine.start(script, policy, script_bytes, policy_bytes, devices, c.out,
-                                 rehearsal=True)
+                                 rehearsal=True, attestation=passing_attestation(True))
     try:
         with pytest.raises(TokenError) as caught:
             run_headless(engine, answers, signers, say=lambda _: None)  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ from ceremony.model.policy import parse_policy
 from ceremony.model.script import parse_script
 from ceremony.rehearsal import Cast
 from tests.conftest import SoftHsm
-from tests.fakes import FakeToken, MemorySecrets, SeededRandom, TickingClock
+from tests.fakes import FakeToken, MemorySecrets, SeededRandom, TickingClock, passing_attestation
 from tests.test_crash import prepare_ceremony
 
 URI_LINE = 'uri = "pkcs11:token=ceremony-root"\n'
@@ -43,7 +43,8 @@ def test_engine_refuses_another_token_before_writing(tmp_path: Path, cast: Cast,
     bundle = tmp_path / "bundle"
     with pytest.raises(TokenError) as info:
         Engine.start(script, parse_policy(policy_text, "policy.toml"), text.encode(),
-                     policy_text.encode(), devices, bundle, rehearsal=True)
+                     policy_text.encode(), devices, bundle, rehearsal=True,
+                     attestation=passing_attestation(True))
     assert info.value.requirement == "CER-TOKEN-PIN"
     assert "nothing was written" in info.value.message
     assert not bundle.exists()
@@ -99,6 +100,7 @@ def test_started_entry_records_the_mechanisms_of_the_key_kind(
     devices = Devices(TickingClock(), SeededRandom("os"), FakeToken(SeededRandom("token")),
                       Slip39Splitter(SeededRandom("slip39")), MemorySecrets())
     Engine.start(script, parse_policy(policy_text, "policy.toml"), text.encode(),
-                 policy_text.encode(), devices, tmp_path / "bundle", rehearsal=True)
+                 policy_text.encode(), devices, tmp_path / "bundle", rehearsal=True,
+                 attestation=passing_attestation(True))
     first = json.loads((tmp_path / "bundle" / "transcript.jsonl").read_text().splitlines()[0])
     assert first["payload"]["token"]["mechanisms"] == expected

@@ -27,7 +27,7 @@ from ceremony.tui.devices import token_opener
 from ceremony.tui.screens import CeremonyScreen, ErrorModal, StartScreen
 from ceremony.verify.core import verify_bundle
 from tests.conftest import SoftHsm
-from tests.fakes import SeededRandom
+from tests.fakes import SeededRandom, passing_attestation
 from tests.test_tui_run import FULL_RUN, SIZE
 from tests.tui_helpers import (
     drive,
@@ -65,7 +65,8 @@ def softhsm_setup(tmp_path: Path, softhsm: SoftHsm, cast: Cast, policy_text: str
     setup = RunSetup(cast.script, parse_policy(policy_text, "policy.toml"),
                      cast.script_text.encode(), policy_text.encode(), tmp_path / "bundle",
                      True, opener, cast.signers,  # type: ignore[arg-type]
-                     typed_shares=typed, device_name=softhsm.uri)
+                     typed_shares=typed, device_name=softhsm.uri,
+                     attestation=passing_attestation(True))
     return setup, shares
 
 
@@ -141,11 +142,13 @@ async def test_officers_type_their_shares_and_the_ceremony_runs(
     typed = setup.typed_shares
     assert typed is not None
     app = CeremonyApp(setup)
-    async with app.run_test(size=SIZE) as pilot:
+    # 40 lines: the start screen scrolls at 24 once the temporary directory's long name
+    # wraps (longer under pytest-xdist), and this test reads its last lines.
+    async with app.run_test(size=(80, 40)) as pilot:
         await settle(pilot)
         text = flat_text(app)
         assert "2 of the 3 crypto officers type their user-PIN shares" in text
-        assert "✗ 2 more officers needed before the token can be opened" in text
+        assert "✗ 2 more officers needed before the token can be opened" in text, screen_text(app)
         assert start(app).query_one("#next", Button).disabled
         await present(pilot, "alice", shares["alice"])
         text = flat_text(app)
@@ -312,7 +315,7 @@ async def test_shares_that_do_not_fit_are_dropped(tmp_path: Path, cast: Cast,
         await pilot.press("enter")
         await settle(pilot)
         text = flat_text(app)
-        assert "✗ 2 more officers needed before the token can be opened" in text
+        assert "✗ 2 more officers needed before the token can be opened" in text, screen_text(app)
         assert app.token_error.startswith("PIN share: the PIN shares do not fit together")
         assert "✓ 1 of 2" not in text
         assert start(app).query_one("#officers", OptionList).has_focus

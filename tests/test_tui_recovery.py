@@ -47,7 +47,7 @@ from ceremony.tui.screens import (
 from ceremony.tui.shares import PrivateShares
 from ceremony.verify.core import verify_bundle
 from tests.conftest import SoftHsm, run_cli
-from tests.fakes import FakeToken, SeededRandom, TickingClock
+from tests.fakes import FakeToken, SeededRandom, TickingClock, passing_attestation
 from tests.test_recovery import (
     ORIGINAL_ID,
     RECOVERY_ID,
@@ -298,7 +298,8 @@ def fake_recovery_setup(tmp_path: Path) -> tuple[RunSetup, FakeOriginal]:
                      parse_policy(original.policy_text, "policy.toml"), text.encode(),
                      original.policy_text.encode(), tmp_path / "recovery", True, open_devices,
                      original.cast.signers,  # type: ignore[arg-type]
-                     device_name="pkcs11:token=fake", original=original.original)
+                     device_name="pkcs11:token=fake", original=original.original,
+                     attestation=passing_attestation(True))
     return setup, original
 
 

@@ -37,7 +37,7 @@ from ceremony.tui.screens import (
 )
 from ceremony.verify.core import verify_bundle
 from tests.conftest import SoftHsm, require
-from tests.fakes import FakeToken, SeededRandom, TickingClock
+from tests.fakes import FakeToken, SeededRandom, TickingClock, passing_attestation
 from tests.test_crash import known_pin_texts
 from tests.tui_helpers import (
     drive,
@@ -78,7 +78,7 @@ def softhsm_setup(tmp_path: Path, softhsm: SoftHsm, cast: Cast, policy_text: str
     return RunSetup(cast.script, parse_policy(policy_text, "policy.toml"),
                     cast.script_text.encode(), policy_text.encode(), tmp_path / "bundle", True,
                     opener, cast.signers, needs_pin=True,  # type: ignore[arg-type]
-                    device_name=softhsm.uri)
+                    device_name=softhsm.uri, attestation=passing_attestation(True))
 
 
 def after_provisioning(prompt: Prompt, index: int) -> bool:

@@ -33,7 +33,7 @@ from ceremony.tui.screens import (
     TypeBackScreen,
 )
 from ceremony.tui.shares import PrivateShares
-from tests.fakes import FakeToken, SeededRandom, TickingClock
+from tests.fakes import FakeToken, SeededRandom, TickingClock, passing_attestation
 
 
 def fake_opener(token: FakeToken | None = None, clock: TickingClock | None = None
@@ -58,6 +58,7 @@ def fake_setup(out: Path, cast: Cast, policy_text: str, **extra: Any) -> RunSetu
     open_devices = extra.pop("open_devices", None) or fake_opener()
 
     options: dict[str, Any] = {"signers": cast.signers, "device_name": "pkcs11:token=fake",
+                               "attestation": passing_attestation(True),
                                "clock_text": lambda: "2026-01-02 03:04:05 UTC"}
     options.update(extra)
     return RunSetup(cast.script, policy, cast.script_text.encode(), policy_text.encode(), out,

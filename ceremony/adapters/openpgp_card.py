@@ -16,6 +16,7 @@ a session ends by resetting the card, so no verified PIN outlives it.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -44,6 +45,12 @@ SW_CONDITIONS = 0x6985
 SW_INCORRECT_DATA = 0x6A80
 SW_NOT_FOUND = 0x6A82
 SW_DO_NOT_FOUND = 0x6A88
+SW_WRONG_P1P2 = 0x6B00
+SW_INS_UNSUPPORTED = 0x6D00
+
+# The private use DO a share is written to: PW1 (82) guards both reading and writing it
+# (OpenPGP card 3.4, 4.4.1); 0101 is readable by anyone, 0102 and 0104 need the admin PIN.
+SHARE_DO = 0x0103
 
 MANUFACTURERS = {0x0000: "test card", 0x0001: "PPC Card Systems", 0x0002: "Prism",
                  0x0003: "OpenFortress", 0x0004: "Wewid", 0x0005: "ZeitControl",
@@ -216,6 +223,8 @@ class CardInfo:
     extended: int  # the longest extended command the card takes; 0 if it takes none
     attributes_changeable: bool
     kdf: bytes  # the KDF-DO, b"" when the card has none
+    private_dos: bool = False  # the private use DOs 0101-0104 (a share goes to 0103)
+    max_special: int = 0  # their size in bytes (extended capabilities, bytes 7-8)
 
     @property
     def manufacturer_name(self) -> str:
@@ -263,6 +272,7 @@ class OpenPgpCard:
             message, hint = _pcsc_sentence(scard, hresult, reader)
             raise CardError(message, hint=hint)
         self._card: Any = None
+        self._lost = False  # a command failed on the way: the card may have been pulled out
         try:
             self.reader = self._choose_reader(reader)
             self._connect()
@@ -281,7 +291,11 @@ class OpenPgpCard:
     def close(self) -> None:
         scard = self._scard
         if self._card is not None:
-            scard.SCardDisconnect(self._card, scard.SCARD_RESET_CARD)
+            # A card taken out lost its power (and any verified PIN) already; resetting it
+            # is refused, and vpcd's reader stops taking cards after such a reset.
+            gone = self._lost and not self._card_present(self.reader)
+            scard.SCardDisconnect(self._card, scard.SCARD_LEAVE_CARD if gone
+                                  else scard.SCARD_RESET_CARD)
             self._card = None
         if self._context is not None:
             scard.SCardReleaseContext(self._context)
@@ -318,6 +332,16 @@ class OpenPgpCard:
         return hresult == scard.SCARD_S_SUCCESS and bool(
             states[0][1] & scard.SCARD_STATE_PRESENT)
 
+    def _taken_out(self, wait: float = 1.0) -> bool:
+        """Whether the reader shows no card within ``wait`` seconds (pcscd notices a card
+        taken out mid-command at its next look at the reader)."""
+        deadline = time.monotonic() + wait
+        while self._card_present(self.reader):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
     def _connect(self) -> None:
         scard = self._scard
         hresult, self._card, protocol = scard.SCardConnect(
@@ -334,9 +358,15 @@ class OpenPgpCard:
         scard = self._scard
         hresult, response = scard.SCardTransmit(self._card, self._pci, apdu)
         if hresult != scard.SCARD_S_SUCCESS:
+            self._lost = True
             message, hint = _pcsc_sentence(scard, hresult, self.reader)
             raise CardError(message, hint=hint)
         if len(response) < 2:
+            self._lost = True
+            if self._taken_out():
+                raise CardError(f"the card was taken out of reader {self.reader!r} in the "
+                                "middle of a command",
+                                hint="insert it again and retry; the command did not complete")
             raise CardError(f"the card in reader {self.reader!r} gave a malformed answer")
         return bytes(response[:-2]), response[-2] << 8 | response[-1]
 
@@ -448,7 +478,9 @@ class OpenPgpCard:
             DEFAULT_MAX_PIN, max_admin_pin=pw_status[3] or DEFAULT_MAX_PIN,
             pin_once=pw_status[0] == 0, signature_counter=int.from_bytes(counter, "big"),
             chaining=bool(card_caps & 0x80), extended=extended,
-            attributes_changeable=bool(caps[0] & 0x04), kdf=kdf)
+            attributes_changeable=bool(caps[0] & 0x04), kdf=kdf,
+            private_dos=bool(caps[0] & 0x08),
+            max_special=int.from_bytes(caps[6:8], "big") if len(caps) >= 8 else 0)
         return self._info
 
     def _forget_info(self) -> None:
@@ -480,8 +512,9 @@ class OpenPgpCard:
                                  "enroll with --generate to make a new, consistent key")
         return CardIdentity(public, info)
 
-    def verify(self, pin: bytearray, *, admin: bool = False) -> None:
-        """VERIFY PW1 for signing (81) or PW3 (83). ``pin`` is wiped, whatever happens."""
+    def verify(self, pin: bytearray, *, admin: bool = False, data: bool = False) -> None:
+        """VERIFY PW1 for signing (81), PW1 for data objects (82, with ``data``) or PW3
+        (83). ``pin`` is wiped, whatever happens."""
         what = ADMIN_PIN if admin else PIN
         try:
             info = self.info()
@@ -496,7 +529,8 @@ class OpenPgpCard:
                 raise _blocked(what)
             secret = kdf_pin(pin, info.kdf, admin) if info.kdf else bytearray(pin)
             try:
-                _, sw = self.transmit(0x20, 0x00, 0x83 if admin else 0x81, secret, le=False)
+                reference = 0x83 if admin else 0x82 if data else 0x81
+                _, sw = self.transmit(0x20, 0x00, reference, secret, le=False)
             finally:
                 _wipe(secret)
         finally:
@@ -577,6 +611,92 @@ class OpenPgpCard:
             self._check(sw, "to record the new key's fingerprint")
         self._forget_info()
         return self.identity()
+
+    # ------------------------------------------------------- a share in DO 0103
+
+    def _share_room(self, size: int) -> None:
+        """Refuse, before any PIN is spent, a card without private use DOs or with too
+        small ones for ``size`` bytes."""
+        info = self.info()
+        if not info.private_dos:
+            raise CardError(f"the card in reader {self.reader!r} has no private data objects "
+                            "(OpenPGP card DO 0101-0104) to hold a share",
+                            hint="give this custodian a share sheet (delivery = [\"sheet\"] in "
+                                 "the script), or a card that has them (docs/card-shares.md)",
+                            requirement="CER-SHARE-CARD")
+        if size > info.max_special:
+            raise CardError(f"the card's private data objects hold {info.max_special} bytes; "
+                            f"the share needs {size}",
+                            hint="OpenPGP cards 3.x give at least 254; use another card or a "
+                                 "share sheet (docs/card-shares.md)", requirement="CER-SHARE-CARD")
+
+    def write_share(self, packed: bytes | bytearray, pin: bytearray) -> None:
+        """Write ``packed`` (a share in the format of adapters/card_shares.py) to the
+        private use DO 0103 after VERIFY PW1 (82), then read it back and compare. ``pin``
+        is wiped; the bytes are never logged, echoed or put in an error. An empty ``packed``
+        empties the DO."""
+        try:
+            self._share_room(len(packed))
+        except CardError:
+            _wipe(pin)
+            raise
+        self.verify(pin, data=True)
+        _, sw = self.transmit(0xDA, SHARE_DO >> 8, SHARE_DO & 0xFF, packed, le=False)
+        if sw == SW_SECURITY_STATUS:
+            raise CardError("the card did not accept the PIN for its data objects",
+                            requirement="CER-SHARE-CARD")
+        if sw == SW_WRONG_LENGTH:
+            raise CardError("the card refused the share: it is longer than its data object",
+                            hint="use another card or a share sheet", requirement="CER-SHARE-CARD")
+        if sw in (SW_DO_NOT_FOUND, SW_WRONG_P1P2, SW_INS_UNSUPPORTED):
+            raise CardError("the card has no private data object 0103 to hold a share",
+                            hint="use a card that has the private use DOs, or a share sheet",
+                            requirement="CER-SHARE-CARD")
+        self._check(sw, "to store the share")
+        back = self._read_do(SHARE_DO)
+        try:
+            if not hmac.compare_digest(bytes(back), bytes(packed)):
+                raise CardError("the share read back from the card is not the one written",
+                                hint="the card may be faulty: write the share again or give "
+                                     "this custodian a share sheet",
+                                requirement="CER-SHARE-CARD")
+        finally:
+            _wipe(back)
+
+    def read_share(self, pin: bytearray) -> bytearray:
+        """The bytes in the private use DO 0103, after VERIFY PW1 (82); ``pin`` is wiped.
+        The caller wipes what it gets. Empty when nothing was written."""
+        info = self.info()
+        if not info.private_dos:
+            _wipe(pin)
+            raise CardError(f"the card in reader {self.reader!r} has no private data objects, "
+                            "so it holds no share", hint="is it the custodian's card?",
+                            requirement="CER-SHARE-CARD")
+        self.verify(pin, data=True)
+        return self._read_do(SHARE_DO)
+
+    def _read_do(self, tag: int) -> bytearray:
+        """GET DATA into a bytearray; pyscard's answer list is wiped as soon as copied."""
+        scard = self._scard
+        apdu = [0x00, 0xCA, tag >> 8, tag & 0xFF, 0x00]
+        hresult, response = scard.SCardTransmit(self._card, self._pci, apdu)
+        if hresult != scard.SCARD_S_SUCCESS:
+            message, hint = _pcsc_sentence(scard, hresult, self.reader)
+            raise CardError(message, hint=hint)
+        try:
+            if len(response) < 2:
+                raise CardError(f"the card in reader {self.reader!r} gave a malformed answer")
+            sw = response[-2] << 8 | response[-1]
+            if sw == SW_SECURITY_STATUS:
+                raise CardError("the card will not give its data object before its PIN is "
+                                "verified", requirement="CER-SHARE-CARD")
+            if sw in (SW_DO_NOT_FOUND, SW_WRONG_P1P2):
+                raise CardError(f"the card has no data object {tag:04X}",
+                                requirement="CER-SHARE-CARD")
+            self._check(sw, f"to read data object {tag:04X}")
+            return bytearray(response[:-2])
+        finally:
+            _wipe(response)
 
 
 def _card_capabilities(historical: bytes) -> int:

@@ -21,7 +21,11 @@ _MIN_WORDS = 20
 
 
 class Slip39Splitter:
-    """SLIP-39 with no passphrase; ``random_bytes`` feeds the identifier and share polynomials.
+    """SLIP-39, with an optional passphrase; ``random_bytes`` feeds the identifier and share
+    polynomials.
+
+    shamir-mnemonic takes the passphrase as ``bytes``: an immutable copy exists for the
+    duration of each call (docs/kdf.md, "Secret hygiene").
 
     shamir-mnemonic draws its randomness from the module attribute ``RANDOM_BYTES``; we
     swap it under a lock for the duration of one split, so a seeded source makes the split
@@ -35,14 +39,16 @@ class Slip39Splitter:
 
     def split(self, secret: bytearray, group_threshold: int,
               groups: list[tuple[int, int]], *, iteration_exponent: int | None = None,
-              extendable: bool = True) -> tuple[int, list[list[str]]]:
+              extendable: bool = True,
+              passphrase: bytearray | None = None) -> tuple[int, list[list[str]]]:
         with _LOCK:
             saved = shamir.RANDOM_BYTES
             if self._random is not None:
                 shamir.RANDOM_BYTES = self._random
             try:
                 mnemonics = shamir_mnemonic.generate_mnemonics(
-                    group_threshold, groups, bytes(secret), b"", extendable=extendable,
+                    group_threshold, groups, bytes(secret), _bytes(passphrase),
+                    extendable=extendable,
                     iteration_exponent=(self._exponent if iteration_exponent is None
                                         else iteration_exponent))
             finally:
@@ -50,15 +56,17 @@ class Slip39Splitter:
         identifier = shamir_mnemonic.Share.from_mnemonic(mnemonics[0][0]).identifier
         return identifier, mnemonics
 
-    def combine(self, mnemonics: list[str]) -> bytearray:
+    def combine(self, mnemonics: list[str], *,
+                passphrase: bytearray | None = None) -> bytearray:
         try:
-            return bytearray(shamir_mnemonic.combine_mnemonics(mnemonics, b""))
+            return bytearray(shamir_mnemonic.combine_mnemonics(mnemonics, _bytes(passphrase)))
         except shamir_mnemonic.MnemonicError as exc:
             raise CheckFailed(f"the shares do not combine ({exc})",
                               requirement="CER-SHARES-PROOF") from None
 
     def prove_all(self, groups: list[list[str]], group_threshold: int,
-                  thresholds: list[int], secret: bytearray) -> int:
+                  thresholds: list[int], secret: bytearray, *,
+                  passphrase: bytearray | None = None) -> int:
         """Rebuild from every minimal quorum: each group choice, each threshold of members.
 
         Every quorum is taken to the encrypted master secret (Lagrange interpolation only,
@@ -77,7 +85,7 @@ class Slip39Splitter:
                     raise CheckFailed(f"quorum {count + 1} of the shares does not combine",
                                       requirement="CER-SHARES-PROOF") from None
                 if reference is None:
-                    rebuilt = bytearray(ems.decrypt(b""))
+                    rebuilt = bytearray(ems.decrypt(_bytes(passphrase)))
                     same = rebuilt == secret
                     for i in range(len(rebuilt)):
                         rebuilt[i] = 0
@@ -122,7 +130,8 @@ class Slip39Splitter:
                          share.group_threshold, share.group_count, share.member_threshold,
                          share.iteration_exponent, share.extendable, share.mnemonic())
 
-    def recover(self, mnemonics: list[str]) -> bytearray:
+    def recover(self, mnemonics: list[str], *,
+                passphrase: bytearray | None = None) -> bytearray:
         """The secret from the shares given, any number per group, in any order.
 
         SLIP-39 combines exactly a threshold: the first ``group_threshold`` groups to be
@@ -165,7 +174,12 @@ class Slip39Splitter:
             if not same:
                 raise CheckFailed("the shares beyond the threshold do not give the same "
                                   "secret as the others", requirement="CER-RECOVERY")
-        return bytearray(reference.decrypt(b""))
+        return bytearray(reference.decrypt(_bytes(passphrase)))
+
+
+def _bytes(passphrase: bytearray | None) -> bytes:
+    """The passphrase as shamir-mnemonic takes it (b"" for none)."""
+    return b"" if passphrase is None else bytes(passphrase)
 
 
 def _ems(selection: dict[int, list[shamir_mnemonic.Share]]) -> shamir.EncryptedMasterSecret:

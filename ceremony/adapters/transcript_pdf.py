@@ -9,24 +9,33 @@ has the REHEARSAL watermark (drawn in strokes, as on the share sheets, so it doe
 into the page's text) and says REHEARSAL in its header and footer.
 
 The same printout gives the same bytes: the creation date is the seal's time.
+
+:class:`BundlePrinter` is the engine's ``TranscriptPrinter`` port: it prints a just-sealed
+transcript into its own bundle, before the checksum list is signed (ADR 16).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from fpdf import FPDF
 
 from ceremony.adapters.qrcodes import modules
 from ceremony.adapters.sharesheets import _latin1, _watermark
+from ceremony.canonical import sha256_hex
 from ceremony.display import grouped_hex
+from ceremony.errors import DeviceError
 from ceremony.printout import Digest, EntryView, Printout
+from ceremony.qrframe import SymbolReader
 
 LEFT = 15.0  # mm; A4 is 210 x 297
 WIDTH = 180.0
 TOP = 14.0
 BOTTOM = 20.0  # the automatic page break keeps this much free for the footer
 FOOTER_Y = 284.0
+WAIVER_LINE = 3.2  # mm: each waived attestation check, above the footer of every page
 QR_SIZE = 40.0  # one code: a version 10 symbol (65 modules with its quiet zone), 0.62 mm
 QR_GAP = 5.0
 PART_GAP = 3.0
@@ -50,7 +59,7 @@ def render(printout: Printout) -> Rendered:
     pdf.set_subject(f"transcript head {printout.head}")
     pdf.set_creator("ceremony")
     pdf.set_margins(LEFT, TOP, LEFT)
-    pdf.set_auto_page_break(True, BOTTOM)
+    pdf.set_auto_page_break(True, BOTTOM + WAIVER_LINE * len(printout.waivers))
     pdf.alias_nb_pages()
     pdf.add_page()
     _cover(pdf, printout)
@@ -82,6 +91,10 @@ class _Document(FPDF):
 
     def footer(self) -> None:
         p = self.printout
+        self.set_font("Helvetica", "B", 6.8)
+        for i, text in enumerate(p.waivers):  # every page names every waiver (CER-ATTEST)
+            self.set_xy(LEFT, FOOTER_Y - 1.5 - WAIVER_LINE * (len(p.waivers) - i))
+            self.cell(WIDTH, WAIVER_LINE, _latin1(text[:160]), align="L")
         self.set_line_width(0.2)
         self.line(LEFT, FOOTER_Y - 1.5, LEFT + WIDTH, FOOTER_Y - 1.5)
         self.set_xy(LEFT, FOOTER_Y)
@@ -322,3 +335,57 @@ def _signatures(pdf: _Document, p: Printout) -> None:
         pdf.set_xy(LEFT + 120, y + 0.8)
         pdf.cell(WIDTH - 120, 3.6, "Date")
         pdf.set_xy(LEFT, y + 5)
+
+
+# ------------------------------------------------------------------ writing it
+
+
+def keep(rendered: Rendered, target: Path, temporary: Path,
+         reader: SymbolReader | None = None) -> None:
+    """Write ``rendered`` to ``temporary``, read every page's QR codes back from it, then
+    rename it to ``target`` (durably). Nothing is left when the read-back or a write fails.
+    """
+    from ceremony.adapters.printer import read_back_pages
+
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with temporary.open("xb") as handle:
+            handle.write(rendered.pdf)
+            handle.flush()
+            os.fsync(handle.fileno())
+        read_back_pages(temporary, rendered.frames, reader)
+        os.replace(temporary, target)
+        fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise DeviceError(f"cannot write {target}: {exc.strerror or exc}",
+                          hint="check that the directory is writable") from exc
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+class BundlePrinter:
+    """The printed transcript inside a just-sealed bundle (the engine's TranscriptPrinter).
+
+    The bundle is checked by the verifier first (every step but the checksum list, which
+    is signed after this file exists), so what is printed rests on a verified transcript.
+    """
+
+    def __init__(self, reader: SymbolReader | None = None) -> None:
+        self.reader = reader
+
+    def write(self, bundle: Path, name: str) -> str:
+        from ceremony.bundlefacts import load_verified
+        from ceremony.printout import build_printout
+
+        temporary = bundle / f".{name}.tmp"
+        temporary.unlink(missing_ok=True)  # left by a crash: it must not be checksummed
+        facts = load_verified(bundle, "so its transcript is not printed", sealing=True)
+        rendered = render(build_printout(facts))
+        target = bundle / name
+        if not (target.is_file() and target.read_bytes() == rendered.pdf):
+            keep(rendered, target, temporary, self.reader)
+        return sha256_hex(rendered.pdf)

@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a crypto officer's PIN share sheet, for a split-knowledge token "
                    "(repeat for each officer present; in the UI, without it, the officers "
                    "type their PIN shares on the start screen)")
+    p.add_argument("--reader", help="PC/SC reader the participants insert their cards in "
+                   "to approve (default: whichever reader holds a card)")
     from ceremony.cli.script import add_parsers as add_script_parsers
     from ceremony.cli.script import add_state_argument
 
@@ -134,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bundle", type=Path)
     p.add_argument("--share-file", type=Path, help="file holding the share's words "
                    "(default: typed on the terminal, not shown)")
+    p.add_argument("--card", action="store_true", help="read the share from your OpenPGP "
+                   "card instead (docs/card-shares.md)")
+    p.add_argument("--reader", help="with --card: the reader (default: the one with a card)")
+    p.add_argument("--pin-file", type=Path, help="with --card: file holding the card's PIN "
+                   "(default: typed, not shown)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
     add_qr_commands(sub, _Parser)
@@ -147,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_print_parser(sub)
     add_lineage_parsers(sub, _Parser)
+
+    from ceremony.cli.status import add_parser as add_status_parser
+
+    add_status_parser(sub)
 
     custodian = sub.add_parser("custodian", help="a custodian's identity card").add_subparsers(
         dest="custodian_command", required=True, parser_class=_Parser)
@@ -171,8 +182,9 @@ def main(argv: list[str] | None = None) -> int:
                    "sample": cmd_sample, "hsm": cmd_hsm, "shares": cmd_shares,
                    "qr": cmd_qr, "recover": cmd_recover,
                    "custodian": cmd_custodian, "attest": cmd_attest,
-                   "selftest": cmd_selftest, "script": cmd_script,
-                   "print": cmd_print, "lineage": cmd_lineage}[args.command]
+                   "selftest": cmd_selftest, "script": cmd_script, "waiver": cmd_waiver,
+                   "print": cmd_print, "lineage": cmd_lineage,
+                   "status": cmd_status}[args.command]
         return handler(args)
     except CeremonyError as exc:
         print(f"ceremony: {exc.describe()}", file=sys.stderr)
@@ -325,6 +337,11 @@ def _hsm_activate(args: argparse.Namespace) -> int:
     if uri is None:
         raise UsageError("no token given", hint="pass --token pkcs11:token=LABEL or set "
                          "token.uri in the script")
+    from ceremony.cli.attest import attest_ceremony
+
+    # Before any PIN is read or drawn: the workstation must pass attestation (CER-ATTEST).
+    attest_ceremony(args.script, script, policy, rehearsal=args.rehearsal,
+                    module=module_path(args.module, script.token.module))
     if args.so_pin_share:
         if args.so_pin_file is not None:
             raise UsageError("give either --so-pin-file or --so-pin-share, not both")
@@ -359,11 +376,25 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     return selftest(args)
 
 
+def cmd_waiver(args: argparse.Namespace) -> int:
+    """`ceremony waiver sign` (ceremony/cli/attest.py): 1 when the waiver is refused."""
+    from ceremony.cli.attest import cmd_waiver as waiver
+
+    return waiver(args, _load)
+
+
 def cmd_custodian(args: argparse.Namespace) -> int:
     """`ceremony custodian enroll`: exit 0, or 3 when the card, reader or PIN refuses."""
     from ceremony.cli.custodian import enroll
 
     return enroll(args)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """`ceremony status` (ceremony/cli/status.py): 0 all fine, 1 overdue or not verifying."""
+    from ceremony.cli.status import cmd_status as status
+
+    return status(args)
 
 
 def cmd_print(args: argparse.Namespace) -> int:
@@ -395,9 +426,16 @@ def cmd_shares(args: argparse.Namespace) -> int:
     if not args.bundle.is_dir():
         raise UsageError(f"{args.bundle} is not a bundle directory",
                          hint="give the directory a ceremony wrote (it holds transcript.jsonl)")
+    if args.card and args.share_file is not None:
+        raise UsageError("give --share-file or --card, not both")
     # The bundle first: the share is not asked for when there is nothing to trust.
     reference = load_reference(args.bundle)
-    result = check_share(reference, read_share(args.share_file))
+    if args.card:
+        from ceremony.cli.cardshares import check_card_share
+
+        result = check_card_share(reference, args.reader, args.pin_file)
+    else:
+        result = check_share(reference, read_share(args.share_file))
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
     elif result.intact:
@@ -464,12 +502,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _run_tui(args)
     if args.answers is None:
         raise UsageError("--headless needs --answers FILE")
-    from ceremony.adapters.identity import KeyFileSigner
     from ceremony.adapters.pkcs11_token import module_path
     from ceremony.adapters.qrcodes import BundleCodes
     from ceremony.adapters.sharesheets import ShareSheetDirectory
     from ceremony.adapters.slip39 import Slip39Splitter
     from ceremony.adapters.system import OsRandomness, SystemClock
+    from ceremony.adapters.transcript_pdf import BundlePrinter
+    from ceremony.cli.attest import attest_ceremony, resume_rehearsal
+    from ceremony.cli.cards import headless_signers
+    from ceremony.cli.cardshares import share_output
     from ceremony.cli.login import open_token
     from ceremony.cli.script import authorize, record_sealed
     from ceremony.engine.core import Devices, Engine
@@ -478,11 +519,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     script, policy, script_bytes, policy_bytes = _load(args.script, args.policy)
     answers = load_answers(args.answers, script)
-    if answers.identities and not args.rehearsal:
-        raise UsageError("plain identity key files are allowed only in a rehearsal",
-                         hint="add --rehearsal, or approve with custodian cards",
-                         requirement="CER-IDENTITY")
-    signers = {pid: KeyFileSigner.load(pid, path) for pid, path in answers.identities.items()}
+    # Cards under [cards] (a TurnSigner each); key files under [identities] in a rehearsal.
+    signers = headless_signers(answers, script, rehearsal=args.rehearsal, reader=args.reader)
     uri = args.token or script.token.uri
     if uri is None:
         raise UsageError("no token given", hint="pass --token pkcs11:token=LABEL or set "
@@ -493,18 +531,24 @@ def cmd_run(args: argparse.Namespace) -> int:
                          requirement="CER-NO-SECRET")
     authorization = authorize(args.script, script, policy, rehearsal=args.rehearsal,
                               state=args.state, resume=args.resume)
-    token = open_token(script.token.activation, module_path(args.module, script.token.module),
+    module = module_path(args.module, script.token.module)
+    attestation = attest_ceremony(args.script, script, policy, module=module,
+                                  rehearsal=resume_rehearsal(args.out, args.rehearsal,
+                                                             args.resume))
+    token = open_token(script.token.activation, module,
                        uri, pin_file=args.pin_file, pin_shares=args.pin_share)
     try:
+        sheets = ShareSheetDirectory(secret_out, script.ceremony_id)
         devices = Devices(SystemClock(), OsRandomness(), token, Slip39Splitter(),
-                          ShareSheetDirectory(secret_out, script.ceremony_id), BundleCodes())
+                          share_output(script, answers, sheets), BundleCodes(),
+                          BundlePrinter())
         if args.resume:
-            engine = Engine.resume(script, policy, devices, args.out)
+            engine = Engine.resume(script, policy, devices, args.out, attestation=attestation)
         else:
             engine = Engine.start(script, policy, script_bytes, policy_bytes, devices,
                                   args.out, rehearsal=args.rehearsal,
-                                  authorization=authorization)
-        finished = run_headless(engine, answers, signers)  # type: ignore[arg-type]
+                                  authorization=authorization, attestation=attestation)
+        finished = run_headless(engine, answers, signers)
     finally:
         token.close()
     record_sealed(args.state, script, args.out)
@@ -517,9 +561,13 @@ def _run_tui(args: argparse.Namespace) -> int:
     from ceremony.cli.login import ui_login
     from ceremony.cli.script import authorize, record_sealed
     from ceremony.tui.app import RunSetup
+    from ceremony.tui.cards import CardApprovals
     from ceremony.tui.devices import token_opener
 
     script, policy, script_bytes, policy_bytes = _load(args.script, args.policy)
+    from ceremony.cli.cardshares import refuse_in_ui
+
+    refuse_in_ui(script)  # (shares on cards: headless only, so far)
     # (an unfinished ceremony in --out is resumed in the UI: it was authorized at its start)
     authorization = authorize(args.script, script, policy, rehearsal=args.rehearsal,
                               state=args.state,
@@ -528,6 +576,13 @@ def _run_tui(args: argparse.Namespace) -> int:
             args.out.resolve()):
         raise UsageError("--secret-out must not be inside the bundle",
                          requirement="CER-NO-SECRET")
+    from ceremony.adapters.pkcs11_token import module_path
+    from ceremony.cli.attest import attest_ceremony, resume_rehearsal
+
+    resume = (args.out / "transcript.jsonl").is_file()
+    attestation = attest_ceremony(args.script, script, policy,
+                                  module=module_path(args.module, script.token.module),
+                                  rehearsal=resume_rehearsal(args.out, args.rehearsal, resume))
     login = ui_login(args, script)
     opener = token_opener(args.module, login.uri, script.ceremony_id, args.secret_out,
                           login.pin, script_module=script.token.module,
@@ -535,7 +590,8 @@ def _run_tui(args: argparse.Namespace) -> int:
     setup = RunSetup(script, policy, script_bytes, policy_bytes, args.out, args.rehearsal,
                      opener, login.signers,  # type: ignore[arg-type]
                      needs_pin=login.needs_pin, typed_shares=login.typed,
-                     device_name=login.uri, authorization=authorization)
+                     device_name=login.uri, authorization=authorization,
+                     attestation=attestation, cards=CardApprovals(args.reader))
     code = _run_app(setup)
     if code == EXIT_OK:
         record_sealed(args.state, script, args.out)

@@ -1,10 +1,12 @@
 """`ceremony print BUNDLE`: the printable transcript of a verified bundle, and the printer.
 
-The PDF is written next to the bundle, never inside it: a file added to a sealed bundle is
-not covered by its signed checksum list (the transcript key that signed it is destroyed), so
-`ceremony verify` would refuse the bundle. `ceremony run` and `ceremony rehearse` call
-:func:`print_after_seal` once the bundle is sealed. Failures are CeremonyErrors; cli/main.py
-maps them to exit codes.
+A bundle made by this version carries its printed transcript inside (``transcript.pdf``,
+written by the engine between the seal and the signed checksum list, ADR 16): `print` then
+sends or copies that file. For an older bundle the PDF is made now and written next to the
+bundle, never inside it: a file added to a sealed bundle is not covered by its signed
+checksum list (the transcript key that signed it is destroyed), so `ceremony verify` would
+refuse the bundle. `ceremony run` and `ceremony rehearse` call :func:`print_after_seal` once
+the bundle is sealed. Failures are CeremonyErrors; cli/main.py maps them to exit codes.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ceremony.errors import CeremonyError, DeviceError, UsageError
+from ceremony.errors import CeremonyError, UsageError
 from ceremony.qrframe import SymbolReader
 
 if TYPE_CHECKING:
     from ceremony.printout import Printout
 
 PDF_SUFFIX = ".transcript.pdf"
+INSIDE = "transcript.pdf"  # the engine's PRINTED_FILE, the verifier's too
 
 
 def add_print_parser(sub: Any) -> None:
@@ -65,44 +68,35 @@ def write_printout(bundle: Path, out: Path | None = None,
     """Verify ``bundle``, lay out its transcript, read every QR back from the rendered
     pages, then write the PDF (atomically). Returns (the PDF's path, the Printout, whether
     it was written: False when the file held exactly these bytes already, read back again).
+
+    A bundle that carries its printout (``BUNDLE/transcript.pdf``, verified with the rest
+    of the bundle) is not laid out again: its file is the answer, or is copied to ``out``.
     """
     from ceremony.adapters.printer import read_back_pages
-    from ceremony.adapters.transcript_pdf import render
+    from ceremony.adapters.transcript_pdf import Rendered, keep, render
     from ceremony.bundlefacts import load_verified
     from ceremony.printout import build_printout
 
+    inside = bundle / INSIDE
+    if out is None and inside.is_file():
+        printout = build_printout(load_verified(bundle, "so it is not printed"))
+        return inside.resolve(), printout, False
     target = out if out is not None else companion(bundle, PDF_SUFFIX)
     refuse_inside_bundle(target, "a printed transcript", "CER-PRINT")
     if target.is_dir():
         raise UsageError(f"{target} is a directory", hint="give --out a file name ending .pdf")
     facts = load_verified(bundle, "so it is not printed")
     printout = build_printout(facts)
-    rendered = render(printout)
+    # The bundle's own printout (checked by the verifier: covered, naming this head), or a
+    # new one for a bundle made before printouts went inside.
+    rendered = Rendered(inside.read_bytes(), 0) if inside.is_file() else render(printout)
     if target.exists():
         if target.is_file() and target.read_bytes() == rendered.pdf:
             read_back_pages(target, rendered.frames, reader)
             return target, printout, False  # printed before: the same bundle, the same bytes
         raise UsageError(f"{target} already exists and is not this bundle's printout; it is "
                          "never overwritten", hint="remove it, or choose another --out")
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with temporary.open("xb") as handle:
-            handle.write(rendered.pdf)
-            handle.flush()
-            os.fsync(handle.fileno())
-        read_back_pages(temporary, rendered.frames, reader)
-        os.replace(temporary, target)
-        fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        raise DeviceError(f"cannot write {target}: {exc.strerror or exc}",
-                          hint="check that the directory is writable") from exc
-    finally:
-        temporary.unlink(missing_ok=True)
+    keep(rendered, target, target.with_name(f".{target.name}.{os.getpid()}.tmp"), reader)
     return target, printout, True
 
 
@@ -112,9 +106,12 @@ def _summary(path: Path, printout: Printout, written: bool) -> str:
     codes = len(printout.frames())
     kind = ", REHEARSAL" if printout.rehearsal else ""
     verb = "wrote" if written else "unchanged (the same bytes)"
+    when = "read back with zbar from the rendered pages"
+    if enclosing_bundle(path) is not None:
+        verb, when = "the bundle's own", f"{when} when the ceremony made it"
     return (f"{verb} {path}: the transcript of ceremony {printout.ceremony_id} "
             f"({printout.outcome}{kind}), {len(printout.entries)} entries; its {codes} QR "
-            f"codes read back with zbar from the rendered pages\n"
+            f"codes {when}\n"
             f"  transcript head {printout.head}\n  words           {words(printout.head)}")
 
 
@@ -147,6 +144,10 @@ def print_after_seal(bundle: Path) -> int:
     The ceremony is sealed whatever happens here: a failure is reported as one sentence
     saying so, with its own exit code, and `ceremony print BUNDLE` makes the PDF later.
     """
+    if (bundle / INSIDE).is_file():
+        print(f"printable transcript: {bundle / INSIDE} (inside the bundle, covered by its "
+              f"signed checksum list; `ceremony print {bundle} --lp` prints it)")
+        return 0
     try:
         path, _, _ = write_printout(bundle)
     except CeremonyError as exc:

@@ -127,11 +127,12 @@ def cmd_recover(args: argparse.Namespace, load: Any) -> int:
     script, policy, original = loaded.script, loaded.policy, loaded.original
     script_bytes, policy_bytes = loaded.script_bytes, loaded.policy_bytes
 
-    from ceremony.adapters.identity import KeyFileSigner
     from ceremony.adapters.pkcs11_token import module_path
     from ceremony.adapters.qrcodes import BundleCodes
     from ceremony.adapters.slip39 import Slip39Splitter
     from ceremony.adapters.system import OsRandomness, SystemClock
+    from ceremony.adapters.transcript_pdf import BundlePrinter
+    from ceremony.cli.cards import headless_signers
     from ceremony.cli.login import open_token
     from ceremony.engine.core import Devices, Engine
     from ceremony.engine.recovery import NoSecretOutput
@@ -139,11 +140,8 @@ def cmd_recover(args: argparse.Namespace, load: Any) -> int:
     from ceremony.model.answers import load_answers
 
     answers = load_answers(args.answers, script)
-    if answers.identities and not args.rehearsal:
-        raise UsageError("plain identity key files are allowed only in a rehearsal",
-                         hint="add --rehearsal, or approve with custodian cards",
-                         requirement="CER-IDENTITY")
-    signers = {pid: KeyFileSigner.load(pid, path) for pid, path in answers.identities.items()}
+    # Cards under [cards] (one reader, in turns); key files under [identities] in a rehearsal.
+    signers = headless_signers(answers, script, rehearsal=args.rehearsal)
     uri = args.token or script.token.uri
     if uri is None:
         raise UsageError("no token given", hint="pass --token pkcs11:token=LABEL or set "
@@ -152,18 +150,22 @@ def cmd_recover(args: argparse.Namespace, load: Any) -> int:
 
     authorization = authorize(args.script, script, policy, rehearsal=args.rehearsal,
                               state=args.state, resume=args.resume)
+    attestation = _attest(args, loaded)
     token = open_token(script.token.activation, module_path(args.module, script.token.module),
                        uri, pin_file=args.pin_file, pin_shares=args.pin_share)
     try:
         devices = Devices(SystemClock(), OsRandomness(), token, Slip39Splitter(),
-                          NoSecretOutput(), BundleCodes())
+                          NoSecretOutput(), BundleCodes(), BundlePrinter())
         if args.resume:
-            engine = Engine.resume(script, policy, devices, args.out)
+            engine = Engine.resume(script, policy, devices, args.out, attestation=attestation)
         else:
             engine = Engine.start(script, policy, script_bytes, policy_bytes, devices,
                                   args.out, rehearsal=args.rehearsal, original=original,
-                                  authorization=authorization)
-        finished = run_headless(engine, answers, signers)  # type: ignore[arg-type]
+                                  authorization=authorization, attestation=attestation)
+        from ceremony.cli.cardshares import recovery_card_reader
+
+        finished = run_headless(engine, answers, signers,
+                                card_share=recovery_card_reader(script, answers))
     finally:
         token.close()
     record_sealed(args.state, script, args.out)
@@ -173,6 +175,18 @@ def cmd_recover(args: argparse.Namespace, load: Any) -> int:
     from ceremony.cli.printing import print_after_seal
 
     return print_after_seal(args.out)
+
+
+def _attest(args: argparse.Namespace, loaded: Loaded) -> dict[str, Any]:
+    """The workstation's attestation for the recovery (cli/attest.py; CER-ATTEST): refused
+    here, before the token is opened, unless it passes; a resume attests as it started."""
+    from ceremony.adapters.pkcs11_token import module_path
+    from ceremony.cli.attest import attest_ceremony, resume_rehearsal
+
+    return attest_ceremony(args.script, loaded.script, loaded.policy,
+                           module=module_path(args.module, loaded.script.token.module),
+                           rehearsal=resume_rehearsal(args.out, args.rehearsal,
+                                                      loaded.resume))
 
 
 def _say_recovered(original: OriginalBundle, uri: str) -> None:
@@ -190,11 +204,13 @@ def ui_setup(args: argparse.Namespace, loaded: Loaded) -> RunSetup:
     from ceremony.cli.login import ui_login
     from ceremony.cli.script import authorize
     from ceremony.tui.app import RunSetup
+    from ceremony.tui.cards import CardApprovals
     from ceremony.tui.devices import token_opener
 
     script = loaded.script
     authorization = authorize(args.script, script, loaded.policy, rehearsal=args.rehearsal,
                               state=args.state, resume=loaded.resume)
+    attestation = _attest(args, loaded)
     login = ui_login(args, script)
     opener = token_opener(args.module, login.uri, script.ceremony_id, None, login.pin,
                           script_module=script.token.module, connect=login.connect,
@@ -203,7 +219,8 @@ def ui_setup(args: argparse.Namespace, loaded: Loaded) -> RunSetup:
                     args.rehearsal, opener, login.signers,  # type: ignore[arg-type]
                     needs_pin=login.needs_pin, typed_shares=login.typed,
                     device_name=login.uri, original=loaded.original,
-                    authorization=authorization)
+                    authorization=authorization, attestation=attestation,
+                    cards=CardApprovals())
 
 
 def _run_ui(args: argparse.Namespace, loaded: Loaded) -> int:

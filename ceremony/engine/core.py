@@ -33,6 +33,8 @@ from ceremony.engine.ports import (
     SecretOutput,
     ShareSplitter,
     Token,
+    TranscriptPrinter,
+    delivers_to,
     kek_label,
 )
 from ceremony.engine.prompts import (
@@ -44,8 +46,12 @@ from ceremony.engine.prompts import (
     Begin,
     BeginStep,
     ConfirmationNeeded,
+    DiceNeeded,
+    DiceRolls,
     Finished,
     GroupProgress,
+    Passphrase,
+    PassphraseNeeded,
     Proceed,
     Prompt,
     ShareOffered,
@@ -54,15 +60,23 @@ from ceremony.engine.prompts import (
     TypedConfirmation,
 )
 from ceremony.engine.recovery import ORIGINAL_DIR, OriginalBundle, copy_bundle, load_original
+from ceremony.engine.typed_secrets import (
+    SILENT_MISMATCH_WARNING,
+    check_passphrase,
+    check_rolls,
+    same_secret,
+)
 from ceremony.errors import (
     CeremonyError,
     CheckFailed,
+    DeviceError,
     InputError,
     QuorumError,
     TokenError,
     UsageError,
 )
 from ceremony.model import statements as st
+from ceremony.model.attestation import policy_waived, require_attested
 from ceremony.model.authorization import (
     BUNDLE_SIGS_FILE,
     Presented,
@@ -77,6 +91,7 @@ from ceremony.model.script import Script, Step
 from ceremony.transcript import (
     Entry,
     TranscriptWriter,
+    entry_hash,
     format_time,
     parse_lines,
     parse_time,
@@ -90,6 +105,7 @@ ROOT_PEM_FILE = "root-public-key.pem"
 CHECKSUMS_FILE = "SHA256SUMS"
 CHECKSUMS_SIG_FILE = "SHA256SUMS.sig"
 REHEARSAL_FILE = "REHEARSAL.txt"
+PRINTED_FILE = "transcript.pdf"
 ENGINE_ACTOR = "engine"
 
 
@@ -104,10 +120,15 @@ class Devices:
     secrets: SecretOutput
     # QR images of the public key, certificate and CSR in the bundle (None: none are made).
     codes: PublicCodes | None = None
+    # The printed transcript inside the bundle, made after the seal (None: none is made).
+    printer: TranscriptPrinter | None = None
 
 
 # Where the bundle keeps the QR parts of its public files (docs/qr-format.md).
 QR_DIR = "qr"
+
+# The longest reason a deviation may give (ADR 15).
+DEVIATION_REASON_MAX = 400
 
 # Bytes drawn from each entropy source: one adaptive-proportion window (docs/entropy.md).
 ENTROPY_BYTES = 512
@@ -138,6 +159,29 @@ class _StepState:
     started_at: str = ""
     # Recovery: the shares presented in the open action, as (participant, group, member).
     presented: list[tuple[str, int, int]] = field(default_factory=list)
+    # Rollbacks of this step's action, the step-retried deviations declared for them, and
+    # the last rollback's reason: a retry is a deviation (ADR 15).
+    failures: int = 0
+    retries: int = 0
+    failure: str = ""
+    # (kind, reason) of every deviation declared in this step (the headless runner's
+    # memory of what its answers file already declared, across a resume).
+    deviations: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class _Deviation:
+    """A deviation still waiting for its quorum of custodian approvals (ADR 15)."""
+
+    seq: int
+    hash: str  # SHA-256 of the deviation's line: what the approvals bind to
+    time: str
+    step: str | None
+    kind: str
+    reason: str
+    quorum: int
+    by: str = ""  # who declared it
+    approvals: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -147,6 +191,11 @@ class _State:
     root_public: str | None = None  # as the transcript writes it ("ed25519:...")
     outcome: str | None = None
     sealed: bool = False
+    deviation: _Deviation | None = None  # open: nothing else goes on until it is approved
+    # After the last step: when it completed, and the witnesses' seal co-signatures, as
+    # (participant, seq of their seal.witnessed entry).
+    steps_done_at: str = ""
+    seal_witnesses: list[tuple[str, int]] = field(default_factory=list)
 
 
 class Engine:
@@ -171,6 +220,15 @@ class Engine:
         # in the open action, by participant. Memory only: never written, never logged.
         self.original = original
         self._shares: dict[str, str] = {}
+        # Typed before the key step's action: custodian dice (one byte per roll) and the
+        # SLIP-39 passphrase. Memory only, wiped when used, refused or rolled back; after a
+        # crash they are asked for again.
+        self._dice: bytearray | None = None
+        self._passphrase: bytearray | None = None
+        # This session's environment attestation (ceremony.started's, or the one a resume
+        # brought) and the time it was recorded: checked again before any secret exists.
+        self.attestation: dict[str, Any] | None = None
+        self.attested_at = ""
 
     # ---------------------------------------------------------------- construction
 
@@ -178,7 +236,8 @@ class Engine:
     def start(cls, script: Script, policy: Policy, script_bytes: bytes, policy_bytes: bytes,
               devices: Devices, bundle: Path, *, rehearsal: bool,
               original: OriginalBundle | None = None,
-              authorization: Presented | None = None) -> Engine:
+              authorization: Presented | None = None,
+              attestation: dict[str, Any] | None = None) -> Engine:
         """Begin a new ceremony in an empty bundle directory.
 
         A recovery script (one with a [recovery] table) needs ``original``, the verified
@@ -188,8 +247,12 @@ class Engine:
         says ran last (model/authorization.py): a script without the policy's quorum of
         signatures, or not newer than the last version sealed, is refused; only a
         rehearsal may go without either, and the transcript says so.
+        ``attestation`` is the environment's record (model/attestation.py; the front end
+        runs the checks and applies signed waivers): refused unless it passes (CER-ATTEST),
+        and recorded in ceremony.started.
         """
         _check_runnable(script, policy, script_bytes, policy_bytes, rehearsal)
+        _check_attested(attestation, script, policy, rehearsal, devices)
         _check_original(script, original, rehearsal)
         authorization = authorization or Presented()
         authorized = authorization_record(script, policy, authorization, rehearsal=rehearsal)
@@ -228,7 +291,8 @@ class Engine:
         writer = TranscriptWriter(bundle / TRANSCRIPT_FILE, script.ceremony_id)
         engine = cls(script, policy, devices, bundle, writer, public, rehearsal, _State(),
                      original)
-        engine._write(ENGINE_ACTOR, None, "ceremony.started", {
+        assert attestation is not None  # (_check_attested)
+        started = engine._write(ENGINE_ACTOR, None, "ceremony.started", {
             "tool": f"ceremony {__version__}",
             "script_id": script.ceremony_id, "script_version": script.version,
             "script_sha256": script.sha256, "policy_id": policy.policy_id,
@@ -237,12 +301,20 @@ class Engine:
             "token": {**token.describe(), "mechanisms": mechanisms_for(script)},
             "leftovers_destroyed": leftovers,
             "authorization": authorized, "rollback": rollback,
+            "attestation": attestation,
         })
+        engine.attestation, engine.attested_at = attestation, started.time
         return engine
 
     @classmethod
-    def resume(cls, script: Script, policy: Policy, devices: Devices, bundle: Path) -> Engine:
-        """Continue the ceremony recorded in ``bundle`` after a crash or a stop."""
+    def resume(cls, script: Script, policy: Policy, devices: Devices, bundle: Path, *,
+               attestation: dict[str, Any] | None = None) -> Engine:
+        """Continue the ceremony recorded in ``bundle`` after a crash or a stop.
+
+        ``attestation`` is the environment attested again now (refused unless it passes,
+        and recorded in ceremony.resumed); without it the ceremony may finish what needs no
+        secret, but refuses to make a seed or take a share (CER-ATTEST).
+        """
         path = bundle / TRANSCRIPT_FILE
         if not path.is_file() or path.stat().st_size == 0:
             raise UsageError(f"there is no transcript to resume in {bundle}",
@@ -271,6 +343,8 @@ class Engine:
                              hint=f"resume with the exact script in {bundle / SCRIPT_FILE}",
                              requirement="CER-SCRIPT-PIN")
         rehearsal = bool(first.payload.get("rehearsal"))
+        if attestation is not None:
+            _check_attested(attestation, script, policy, rehearsal, devices)
         public = st.decode_key(first.payload["transcript_key"])
         original = None
         if script.recovery is not None:  # read back, and verified again, from the copy
@@ -299,14 +373,17 @@ class Engine:
             raise TokenError("the ceremony's transcript key is not on this token",
                              hint="insert the token the ceremony started on",
                              requirement="CER-TRANSCRIPT-KEY")
-        engine._write(ENGINE_ACTOR, None, "ceremony.resumed",
-                      {"after_seq": last.entry.seq, "repaired_bytes": repaired})
+        resumed = engine._write(ENGINE_ACTOR, None, "ceremony.resumed", {
+            "after_seq": last.entry.seq, "repaired_bytes": repaired,
+            **({"attestation": attestation} if attestation is not None else {})})
+        if attestation is not None:
+            engine.attestation, engine.attested_at = attestation, resumed.time
         if state.step.action_started is not None and not state.step.action_done:
             engine._rollback_action("interrupted before it completed")
         if state.outcome == "aborted":
             engine._seal("aborted")
         elif state.index >= len(script.steps):
-            engine._seal("completed")
+            engine._maybe_seal()  # (after its witnesses' co-signatures, ADR 15)
         else:
             # Killed after a step's last requirement (or its action.completed) but before
             # step.completed: complete it now, as submit() would have, instead of asking
@@ -325,9 +402,12 @@ class Engine:
         collected: tuple[str, ...] = ()
         needed = 0
         phase = {BeginStep: "begin", ConfirmationNeeded: "confirm", ActionReady: "action",
-                 SharesNeeded: "shares", Finished: "finished"}.get(type(prompt), "")
+                 SharesNeeded: "shares", DiceNeeded: "dice", PassphraseNeeded: "passphrase",
+                 Finished: "finished"}.get(type(prompt), "")
         if isinstance(prompt, ApprovalNeeded):
             phase = "approvals" if prompt.role == "custodian" else "witnesses"
+            if prompt.kind != "step":
+                phase = prompt.kind
             collected, needed = prompt.collected, prompt.needed
         elif isinstance(prompt, SharesNeeded):
             collected, needed = prompt.presented, prompt.needed
@@ -340,8 +420,11 @@ class Engine:
         s = self.state
         if s.sealed or s.outcome is not None:
             return Finished(s.outcome or "completed", self.writer.head, s.root_public)
+        if s.deviation is not None:
+            return self._deviation_prompt(s.deviation)
         step = self._step()
-        assert step is not None
+        if step is None:  # every step done: the witnesses co-sign the seal
+            return self._seal_prompt()
         if not s.step.started:
             return BeginStep(step.id, s.index, len(self.script.steps), step.title,
                              step.instructions)
@@ -354,6 +437,9 @@ class Engine:
                                          step.witnesses)
         if step.confirm and not s.step.confirmed:
             return ConfirmationNeeded(step.id, step.confirm)
+        typed = self._typed_secret_prompt(step)
+        if typed is not None:
+            return typed
         if step.action == "recover_root_key" and not s.step.action_done:
             return self._shares_prompt(step)
         return ActionReady(step.id, step.action, ACTION_TEXT[step.action])
@@ -367,6 +453,15 @@ class Engine:
             self._abort(answer.reason)
             return self.next_prompt()
         step = self._step()
+        if isinstance(prompt, ApprovalNeeded) and prompt.kind != "step":
+            # An open deviation, or the seal's co-signatures: only those signatures (or an
+            # abort) are taken; every other answer is refused, nothing written (ADR 15).
+            if not isinstance(answer, Approval):
+                _wipe_answer(answer)
+                raise self._blocked(prompt, answer)
+            self._accept_approval(prompt, answer)
+            self._advance()
+            return self.next_prompt()
         if isinstance(prompt, Finished) or step is None:
             raise UsageError("the ceremony is already sealed")
         if isinstance(prompt, BeginStep) and isinstance(answer, Begin):
@@ -382,8 +477,16 @@ class Engine:
                                   requirement="CER-CONFIRM")
             self._write(self.admin, step.id, "confirmation", {"phrase": prompt.phrase})
         elif isinstance(prompt, ActionReady) and isinstance(answer, Proceed):
+            if self._declare_retry(step):  # the retry waits for its deviation's quorum
+                return self.next_prompt()
             self._run_action(step)
+        elif isinstance(prompt, DiceNeeded) and isinstance(answer, DiceRolls):
+            self._accept_dice(prompt, answer)
+        elif isinstance(prompt, PassphraseNeeded) and isinstance(answer, Passphrase):
+            self._accept_passphrase(prompt, answer)
         elif isinstance(prompt, SharesNeeded) and isinstance(answer, ShareOffered):
+            if self._declare_retry(step):  # (the share is not taken: offered again after)
+                return self.next_prompt()
             self._accept_share(step, prompt, answer)
         elif isinstance(prompt, SharesNeeded) and isinstance(answer, Proceed):
             if not prompt.ready:
@@ -392,11 +495,55 @@ class Engine:
                                   "their shares first", requirement="CER-RECOVERY")
             self._guarded(step, self._recover_root_key)
         else:
+            _wipe_answer(answer)
             raise UsageError(f"the ceremony is waiting for {type(prompt).__name__}, "
                              f"not {type(answer).__name__}",
                              hint="answer the current prompt")
         self._advance()
         return self.next_prompt()
+
+    def declare_deviation(self, participant: str, kind: str, reason: str) -> Prompt:
+        """Record a deviation from the script (ADR 15): a card replaced, a person standing
+        in for another, anything else the room departs from the script in.
+
+        ``participant`` declares it (any participant of the script); ``kind`` is one of
+        statements.DECLARED_KINDS; ``reason`` is one sentence, public (it is printed).
+        With the policy's [deviations] quorum, nothing but the custodians' approvals of it
+        (or an abort) is taken until the quorum is reached. Refused (nothing written): an
+        unknown participant or kind, an empty reason, a deviation still open, a sealed
+        ceremony.
+        """
+        s = self.state
+        if s.sealed or s.outcome is not None:
+            raise UsageError("the ceremony is sealed; a deviation can no longer be declared")
+        if self.script.participant(participant) is None:
+            raise InputError(f"{participant!r} is not a participant of this ceremony, so "
+                             "cannot declare a deviation", hint="the participant who "
+                             "declares it must be on the script's list",
+                             requirement="CER-DEVIATION")
+        if kind not in st.DECLARED_KINDS:
+            what = "recorded by the engine when an action runs again" \
+                if kind in st.DEVIATION_KINDS else "not a kind of deviation"
+            raise InputError(f"{kind!r} is {what}",
+                             hint=f"declare one of: {', '.join(st.DECLARED_KINDS)}",
+                             requirement="CER-DEVIATION")
+        text = " ".join(reason.split())
+        if not text or len(text) > DEVIATION_REASON_MAX:
+            raise InputError(f"a deviation needs a reason of 1 to {DEVIATION_REASON_MAX} "
+                             "characters", hint="say in one sentence what departs from the "
+                             "script and why", requirement="CER-DEVIATION")
+        if s.deviation is not None:
+            raise QuorumError(f"the deviation at entry {s.deviation.seq} is still waiting "
+                              f"for {s.deviation.quorum} custodian approvals",
+                              hint="the custodians approve it, or the administrator aborts",
+                              requirement="CER-DEVIATION")
+        self._declare(participant, kind, text)
+        self._advance()
+        return self.next_prompt()
+
+    def declared_deviations(self) -> tuple[tuple[str, str], ...]:
+        """(kind, reason) of the deviations declared in the current step so far."""
+        return tuple(self.state.step.deviations)
 
     def add_note(self, actor: str, text: str) -> Entry:
         """Record a participant's note (a witness's deviation, say) in the transcript."""
@@ -409,6 +556,11 @@ class Engine:
                            "note", {"text": text})
 
     # ---------------------------------------------------------------- internals
+
+    def _require_attested(self) -> None:
+        """CER-ATTEST: no secret unless this session's attestation passes (start or resume)."""
+        require_attested(self.attestation, self.policy, self.rehearsal, script=self.script,
+                         at=self.attested_at or None)
 
     def _step(self) -> Step | None:
         steps = self.script.steps
@@ -424,6 +576,59 @@ class Engine:
         self.last_event = event
         return entry
 
+    def _declare(self, actor: str, kind: str, reason: str) -> None:
+        step = self._step()
+        self._write(actor, step.id if step and self.state.step.started else None,
+                    "deviation", {"kind": kind, "reason": reason,
+                                  "quorum": self.policy.deviation_quorum})
+
+    def _declare_retry(self, step: Step) -> bool:
+        """Running an action again after it was rolled back is a deviation (ADR 15): record
+        it first. True when it now waits for the custodians' approvals."""
+        s = self.state.step
+        if s.failures <= s.retries:
+            return False
+        reason = f"the action of step {step.id!r} runs again after it was rolled back: " \
+                 f"{s.failure}"
+        if len(reason) > DEVIATION_REASON_MAX:
+            reason = reason[: DEVIATION_REASON_MAX - 3] + "..."
+        self._declare(self.admin, "step-retried", reason)
+        return self.state.deviation is not None
+
+    def _blocked(self, prompt: ApprovalNeeded, answer: Answer) -> CeremonyError:
+        """Why an answer other than the signature awaited is refused (ADR 15)."""
+        dev = self.state.deviation
+        if prompt.kind == "deviation" and dev is not None:
+            return QuorumError(f"the {dev.kind} deviation at entry {dev.seq} needs "
+                               f"{dev.quorum} custodian approvals before the ceremony goes "
+                               f"on ({len(dev.approvals)} so far); "
+                               f"{type(answer).__name__} was not taken",
+                               hint="the custodians approve the deviation, or the "
+                                    "administrator aborts", requirement="CER-DEVIATION")
+        return QuorumError(f"the seal needs the co-signatures of {prompt.needed} witnesses "
+                           f"({len(prompt.collected)} so far); {type(answer).__name__} was "
+                           "not taken", hint="the witnesses co-sign the seal, or the "
+                           "administrator aborts", requirement="CER-SEAL-WITNESS")
+
+    def _deviation_prompt(self, dev: _Deviation) -> ApprovalNeeded:
+        template = st.deviation_statement(
+            ceremony=self.script.ceremony_id, script_sha256=self.script.sha256,
+            deviation=dev.hash, seq=dev.seq, step=dev.step, kind=dev.kind, reason=dev.reason,
+            participant="", time=format_time(self._now()))
+        custodians = tuple(p.id for p in self.script.with_role("custodian"))
+        return ApprovalNeeded(dev.step or "", "custodian", custodians, tuple(dev.approvals),
+                              dev.quorum, template, kind="deviation")
+
+    def _seal_prompt(self) -> ApprovalNeeded:
+        template = st.seal_witness_statement(
+            ceremony=self.script.ceremony_id, script_sha256=self.script.sha256,
+            head=self.writer.head, entries=self.writer.seq, outcome="completed",
+            participant="", time=format_time(self._now()))
+        witnesses = tuple(p.id for p in self.script.with_role("witness"))
+        return ApprovalNeeded("", "witness", witnesses,
+                              tuple(p for p, _ in self.state.seal_witnesses),
+                              self.policy.seal_witnesses, template, kind="seal")
+
     def _approval_prompt(self, step: Step, role: str, eligible: tuple[str, ...],
                          collected: list[str], needed: int) -> ApprovalNeeded:
         template = st.approval_statement(
@@ -435,15 +640,26 @@ class Engine:
 
     def _accept_approval(self, prompt: ApprovalNeeded, answer: Approval) -> None:
         who = answer.participant
-        kind = "approval" if prompt.role == "custodian" else "witness acknowledgement"
+        kind = prompt.what
+        dev = self.state.deviation
+        # What it is for, where its window opens, what records it, which rule refuses it.
+        if prompt.kind == "deviation" and dev is not None:
+            where, since = f"for the deviation at entry {dev.seq}", dev.time
+            event, requirement = "deviation.approved", "CER-DEVIATION"
+        elif prompt.kind == "seal":
+            where, since = "for the seal", self.state.steps_done_at
+            event, requirement = "seal.witnessed", "CER-SEAL-WITNESS"
+        else:
+            where, since = f"for step {prompt.step!r}", self.state.step.started_at
+            event = "approval" if prompt.role == "custodian" else "witness.ack"
+            requirement = "CER-QUORUM"
         if who not in prompt.eligible:
-            raise QuorumError(f"{who!r} may not give the {kind} for step {prompt.step!r}",
+            raise QuorumError(f"{who!r} may not give the {kind} {where}",
                               hint=f"eligible: {', '.join(prompt.eligible)}",
-                              requirement="CER-QUORUM")
+                              requirement=requirement)
         if who in prompt.collected:
-            raise QuorumError(f"{who!r} has already given the {kind} for step {prompt.step!r}",
-                              hint="each participant counts once per step",
-                              requirement="CER-QUORUM")
+            raise QuorumError(f"{who!r} has already given the {kind} {where}",
+                              hint="each participant counts once", requirement=requirement)
         expected = prompt.for_participant(who)
         statement = answer.statement
         same = {k: v for k, v in statement.items() if k != "time"} == {
@@ -457,8 +673,9 @@ class Engine:
         except ValueError:
             raise QuorumError(f"the {kind} from {who!r} has a malformed time",
                               requirement="CER-APPROVAL-BINDING") from None
-        if not parse_time(self.state.step.started_at) <= signed_at <= self._now():
-            raise QuorumError(f"the {kind} from {who!r} was signed outside this step's window",
+        if not parse_time(since) <= signed_at <= self._now():
+            window = "this step's window" if prompt.kind == "step" else f"its window ({where})"
+            raise QuorumError(f"the {kind} from {who!r} was signed outside {window}",
                               hint="sign again now", requirement="CER-APPROVAL-BINDING")
         participant = self.script.participant(who)
         assert participant is not None
@@ -467,13 +684,16 @@ class Engine:
             raise QuorumError(f"the signature on the {kind} from {who!r} does not verify "
                               "with their identity key", hint="sign with the key the script "
                               "names for them", requirement="CER-APPROVAL-SIG")
-        event = "approval" if prompt.role == "custodian" else "witness.ack"
-        self._write(who, prompt.step, event, {"statement": statement,
-                                              "signature": st.b64(answer.signature)})
+        self._write(who, prompt.step or None, event,
+                    {"statement": statement, "signature": st.b64(answer.signature)})
 
     def _advance(self) -> None:
+        s = self.state
+        if s.deviation is not None or s.sealed or s.outcome is not None:
+            return  # an open deviation holds everything (ADR 15)
         step = self._step()
         if step is None:
+            self._maybe_seal()
             return
         prompt = self.next_prompt()
         done = isinstance(prompt, ActionReady) and (
@@ -483,6 +703,14 @@ class Engine:
         self._write(ENGINE_ACTOR, step.id, "step.completed", {"index": self.state.index})
         self._checkpoint()
         if self.state.index >= len(self.script.steps):
+            self._maybe_seal()
+
+    def _maybe_seal(self) -> None:
+        """After the last step: seal once the policy's witnesses have co-signed (ADR 15)."""
+        s = self.state
+        if s.sealed or s.outcome is not None or s.deviation is not None:
+            return
+        if len(s.seal_witnesses) >= self.policy.seal_witnesses:
             self._seal("completed")
 
     def _sign_transcript(self, statement: dict[str, Any]) -> str:
@@ -496,10 +724,13 @@ class Engine:
 
     def _seal(self, outcome: str) -> None:
         moment = self._now()
+        witnessed = None  # a completed seal names its witnesses' co-signatures (ADR 15)
+        if outcome == "completed" and self.policy.seal_witnesses:
+            witnessed = [{"participant": p, "seq": q} for p, q in self.state.seal_witnesses]
         statement = st.seal_statement(
             ceremony=self.script.ceremony_id, script_sha256=self.script.sha256,
             policy_sha256=self.policy.sha256, head=self.writer.head, entries=self.writer.seq,
-            outcome=outcome, time=format_time(moment))
+            outcome=outcome, time=format_time(moment), witnesses=witnessed)
         payload: dict[str, Any] = {"statement": statement,
                                    "transcript_signature": self._sign_transcript(statement)}
         if outcome == "completed":
@@ -510,9 +741,15 @@ class Engine:
         self._finalize()
 
     def _finalize(self) -> None:
-        """Write the signed checksum list, then retire the transcript key. Idempotent."""
+        """Write the printed transcript and the signed checksum list that covers it, then
+        retire the transcript key. Idempotent: until the list's signature exists, both are
+        made again from the sealed transcript, which gives the same bytes (ADR 16)."""
         sums_path = self.bundle / CHECKSUMS_FILE
         if not (self.bundle / CHECKSUMS_SIG_FILE).is_file():
+            if self.devices.printer is not None:
+                self._print_transcript(self.devices.printer)
+            for name in (CHECKSUMS_FILE, CHECKSUMS_SIG_FILE):  # a crash's, never listed
+                (self.bundle / f"{name}.tmp").unlink(missing_ok=True)
             sums = checksum_list(self.bundle)
             statement = st.checksums_statement(ceremony=self.script.ceremony_id,
                                                checksums=sums)
@@ -521,6 +758,19 @@ class Engine:
             _write_file(self.bundle / CHECKSUMS_SIG_FILE, (signature + "\n").encode())
         self.devices.token.destroy(*self._tk)
         self.writer.close()
+
+    def _print_transcript(self, printer: TranscriptPrinter) -> None:
+        """The printed transcript into the bundle; a failure leaves the ceremony sealed and
+        the bundle unfinished (no checksum list), which a resume finishes."""
+        try:
+            printer.write(self.bundle, PRINTED_FILE)
+        except CeremonyError as exc:
+            kind = CheckFailed if isinstance(exc, CheckFailed) else DeviceError
+            raise kind(f"the ceremony is sealed, but its printed transcript could not be "
+                       f"made, so the bundle is not finished: {exc.message}",
+                       hint=(f"{exc.hint}; then " if exc.hint else "") + "resume the "
+                       "ceremony (--resume) to finish the bundle",
+                       requirement="CER-PRINT") from exc
 
     # ---------------------------------------------------------------- actions
 
@@ -563,22 +813,35 @@ class Engine:
 
         Every source gives one full adaptive-proportion window of bytes; a source that fails
         stops the step before anything is mixed (docs/entropy.md). The transcript records
-        the sources, their sample counts, cutoffs and results, never a value.
+        the sources, their sample counts, cutoffs and results, never a value. Custodian dice
+        (``[entropy]``), typed before the action, are the third source, tested the same way
+        over the rolls typed and wiped here whatever happens.
         """
+        self._require_attested()
         drawn = [("os", bytearray(self.devices.os_random.random_bytes(ENTROPY_BYTES)),
                   health.os_spec()),
                  ("token", bytearray(self.devices.token.random_bytes(ENTROPY_BYTES)),
                   health.token_spec())]
+        dice, self._dice = self._dice, None
+        if dice is not None:
+            drawn.append(("dice", dice, health.dice_spec()))
         try:
+            if self.script.entropy.dice_rolls and dice is None:
+                raise UsageError("the dice rolls were not typed", hint="type them, then "
+                                 "retry the step", requirement="CER-DICE")
             results = [health.check(health.byte_samples(data), spec) for _, data, spec in drawn]
             for result in results:
                 if not result.passed:
-                    raise CheckFailed(f"{result.message()}; no seed was made",
-                                      hint="check the source (a failing token generator "
-                                           "needs the vendor), then retry the step or abort",
+                    hint = ("roll a fair die again (real rolls, no patterns), then retry the "
+                            "step or abort" if result.source == "dice" else
+                            "check the source (a failing token generator needs the vendor), "
+                            "then retry the step or abort")
+                    raise CheckFailed(f"{result.message()}; no seed was made", hint=hint,
                                       requirement="CER-ENTROPY-HEALTH")
             seed = mix_seed([(name, data) for name, data, _ in drawn])
-            sources = [{"source": name, "bytes": len(data), "health": result.as_record()}
+            sources = [{"source": name, "bytes": len(data), "health": result.as_record(),
+                        **({"rolled_by": self.script.entropy.dice_roller}
+                           if name == "dice" else {})}
                        for (name, data, _), result in zip(drawn, results, strict=True)]
         finally:
             for _, data, _ in drawn:
@@ -646,13 +909,36 @@ class Engine:
         """Split the seed, hand each share to its sheet, prove every quorum, record the set.
 
         ``sheet_facts`` (the root key's fingerprint and the time it was recorded) go onto
-        each share sheet, with the share set's identifier.
+        each share sheet, with the share set's identifier. With ``[shares] passphrase`` the
+        passphrase typed before the action encrypts the set and the proof uses it; it is
+        wiped afterwards, on every path, and the transcript only says one is required.
         """
         script = self.script
         scheme = script.shares
+        passphrase = self._passphrase
+        if scheme.passphrase and passphrase is None:
+            raise UsageError("the SLIP-39 passphrase was not typed", hint="type it, then "
+                             "retry the step", requirement="CER-PASSPHRASE")
+        try:
+            self._split_with(step, seed, passphrase, sheet_facts)
+        finally:
+            self._forget_passphrase()
+
+    def _split_with(self, step: Step, seed: bytearray, passphrase: bytearray | None,
+                    sheet_facts: dict[str, str] | None) -> None:
+        script = self.script
+        scheme = script.shares
+        undeliverable = sorted({h for h, places in scheme.delivery for p in places
+                                if not delivers_to(self.devices.secrets, p)})
+        if undeliverable:  # (before the split: no share exists yet)
+            raise CheckFailed(f"the script sends the shares of {', '.join(undeliverable)} to "
+                              "their cards, but this run has no cards set up for them",
+                              hint="run headless with [cards] in the answers file "
+                                   "(docs/card-shares.md)", requirement="CER-SHARE-CARD")
         identifier, groups = self.devices.splitter.split(
             seed, scheme.group_threshold, [(g.threshold, len(g.members)) for g in scheme.groups],
-            iteration_exponent=scheme.iteration_exponent, extendable=scheme.extendable)
+            iteration_exponent=scheme.iteration_exponent, extendable=scheme.extendable,
+            passphrase=passphrase)
         holders = []
         for gi, (group, mnemonics) in enumerate(zip(scheme.groups, groups, strict=True)):
             for mi, (member, mnemonic) in enumerate(zip(group.members, mnemonics, strict=True)):
@@ -662,14 +948,15 @@ class Engine:
                     member, participant.name, gi + 1, mi + 1, mnemonic,
                     {"ceremony": script.ceremony_id, "rehearsal": self.rehearsal,
                      "key_label": script.root_key.label, "identifier": identifier,
-                     **(sheet_facts or {})})
+                     "delivery": list(scheme.delivery_of(member)), **(sheet_facts or {})})
                 holders.append({"participant": member, "group": gi + 1, "member": mi + 1,
                                 "commitment": share_commitment(script.ceremony_id, mnemonic),
                                 "delivered_to": where})
         # Prove the whole set before the seed is gone: every minimal quorum (each choice of
         # groups, each threshold of their members) must give the same seed back.
         quorums = self.devices.splitter.prove_all(
-            groups, scheme.group_threshold, [g.threshold for g in scheme.groups], seed)
+            groups, scheme.group_threshold, [g.threshold for g in scheme.groups], seed,
+            passphrase=passphrase)
         del groups
         self._write(ENGINE_ACTOR, step.id, "shares.created", {
             "scheme": "slip39", "identifier": identifier,
@@ -677,7 +964,7 @@ class Engine:
             "groups": [{"threshold": g.threshold, "count": len(g.members)}
                        for g in scheme.groups],
             "iteration_exponent": scheme.iteration_exponent, "extendable": scheme.extendable,
-            "passphrase": "none",
+            "passphrase": "required" if scheme.passphrase else "none",
             "holders": holders, "seed_fingerprint": seed_fingerprint(seed, script.ceremony_id),
             "reconstruction_check": {"quorums": quorums, "result": "passed",
                                      "method": "every minimal quorum to the same encrypted "
@@ -818,6 +1105,7 @@ class Engine:
         original recorded for that custodian (another custodian's, or altered). The share
         itself stays in memory only, until the key is rebuilt or the action rolled back.
         """
+        self._require_attested()
         record = self._original().record
         who, name = answer.participant, f"ceremony {record.ceremony_id}"
         holder = record.holder(who)
@@ -872,6 +1160,63 @@ class Engine:
     def _forget_shares(self) -> None:
         # Python strings cannot be wiped (docs/kdf.md); dropping them is what can be done.
         self._shares.clear()
+        self._forget_typed()
+
+    # ---------------------------------------------------------------- dice and passphrase
+
+    def _typed_secret_prompt(self, step: Step) -> DiceNeeded | PassphraseNeeded | None:
+        """Dice, then the passphrase, before a key step's action (while not done) and only
+        while they are not in memory: a crash or a rollback asks for them again."""
+        if self.state.step.action_done or step.action not in ("provision_root_key",
+                                                               "recover_root_key"):
+            return None
+        entropy = self.script.entropy
+        if step.action == "provision_root_key" and entropy.dice_rolls and self._dice is None:
+            assert entropy.dice_roller is not None
+            return DiceNeeded(step.id, entropy.dice_rolls, entropy.dice_roller)
+        if step.action == "provision_root_key":
+            needed, purpose = self.script.shares.passphrase, "split"
+        else:
+            needed, purpose = self._original().record.passphrase, "recover"
+        if needed and self._passphrase is None:
+            return PassphraseNeeded(step.id, purpose, SILENT_MISMATCH_WARNING)
+        return None
+
+    def _accept_dice(self, prompt: DiceNeeded, answer: DiceRolls) -> None:
+        """Keep a copy of the rolls (exactly the count, each 1 to 6); the answer's buffer is
+        wiped either way. Nothing is written: the health tests run when the seed is made."""
+        try:
+            self._require_attested()  # (dice are a secret: CER-ATTEST)
+            check_rolls(answer.rolls, prompt.count)
+            self._dice = bytearray(answer.rolls)
+        finally:
+            wipe(answer.rolls)
+
+    def _accept_passphrase(self, prompt: PassphraseNeeded, answer: Passphrase) -> None:
+        """Keep a copy of the passphrase (printable ASCII; at the split, typed the same
+        twice); the answer's buffers are wiped either way. Nothing is written."""
+        try:
+            self._require_attested()  # (the passphrase is a secret: CER-ATTEST)
+            check_passphrase(answer.value)
+            if prompt.twice and (answer.repeated is None
+                                 or not same_secret(answer.value, answer.repeated)):
+                raise InputError("the two typings of the passphrase differ",
+                                 hint="type the passphrase twice, the same both times",
+                                 requirement="CER-PASSPHRASE")
+            self._passphrase = bytearray(answer.value)
+        finally:
+            _wipe_answer(answer)
+
+    def _forget_passphrase(self) -> None:
+        if self._passphrase is not None:
+            wipe(self._passphrase)
+        self._passphrase = None
+
+    def _forget_typed(self) -> None:
+        if self._dice is not None:
+            wipe(self._dice)
+        self._dice = None
+        self._forget_passphrase()
 
     def _recover_root_key(self, step: Step) -> None:
         """Rebuild the seed and the root key; compare before the token; import and test.
@@ -881,11 +1226,16 @@ class Engine:
         compared with the original's, then the seed's fingerprint with the original's, all
         before any token call: shares that rebuild another key put nothing on the token.
         """
+        self._require_attested()
         original = self._original()
         record, token, rk = original.record, self.devices.token, self.script.root_key
         presented = list(self.state.step.presented)
+        if record.passphrase and self._passphrase is None:
+            raise UsageError("the SLIP-39 passphrase was not typed", hint="type it, then "
+                             "rebuild the key", requirement="CER-PASSPHRASE")
         try:
-            seed = self.devices.splitter.recover([self._shares[p] for p, _, _ in presented])
+            seed = self.devices.splitter.recover([self._shares[p] for p, _, _ in presented],
+                                                 passphrase=self._passphrase)
         finally:
             self._forget_shares()
         private = bytearray()
@@ -899,6 +1249,14 @@ class Engine:
             fingerprint = sha256_hex(expected)
             if fingerprint != record.fingerprint or \
                     st.encode_key(expected, rk.kind) != record.public_key:
+                if record.passphrase:  # the likeliest cause: a mistyped passphrase
+                    raise CheckFailed(f"the shares and the passphrase rebuild a root key "
+                                      f"with fingerprint {fingerprint}, not the root key of "
+                                      f"ceremony {record.ceremony_id} ({record.fingerprint}); "
+                                      "nothing was put on the token", hint="a wrong "
+                                      "passphrase silently rebuilds another key: type the "
+                                      "passphrase again, then present the shares again",
+                                      requirement="CER-PASSPHRASE")
                 raise CheckFailed(f"the shares rebuild a root key with fingerprint "
                                   f"{fingerprint}, not the root key of ceremony "
                                   f"{record.ceremony_id} ({record.fingerprint}); nothing was "
@@ -1021,6 +1379,16 @@ RECOVERY_DERIVATION_TEXT = {
            "derived from the seed (docs/kdf.md)"}
 
 
+def _wipe_answer(answer: Answer) -> None:
+    """Overwrite the secret buffers of a typed answer (dice, passphrase)."""
+    if isinstance(answer, DiceRolls):
+        wipe(answer.rolls)
+    elif isinstance(answer, Passphrase):
+        wipe(answer.value)
+        if answer.repeated is not None:
+            wipe(answer.repeated)
+
+
 def public_from_private(kind: str, private: bytearray) -> bytes:
     """The public key bytes (as the transcript encodes them) of a derived private key.
 
@@ -1102,6 +1470,14 @@ def _check_original(script: Script, original: OriginalBundle | None, rehearsal: 
                           requirement="CER-RECOVERY")
 
 
+def _check_attested(record: dict[str, Any] | None, script: Script, policy: Policy,
+                    rehearsal: bool, devices: Devices) -> None:
+    """Refuse a record that does not pass (before anything is written); a policy waiver's
+    signatures are checked as of now."""
+    at = format_time(devices.clock.now()) if policy_waived(record) else None
+    require_attested(record, policy, rehearsal, script=script, at=at)
+
+
 def _check_runnable(script: Script, policy: Policy, script_bytes: bytes, policy_bytes: bytes,
                     rehearsal: bool) -> None:
     if sha256_hex(script_bytes) != script.sha256 or sha256_hex(policy_bytes) != policy.sha256:
@@ -1163,6 +1539,8 @@ def _apply(script: Script, state: _State, entry: Entry) -> _State:
     elif event == "action.completed":
         s.step.action_done = True
     elif event == "action.rolled_back":
+        s.step.failures += 1
+        s.step.failure = str(p.get("reason", ""))
         if (s.step.action_started or {}).get("action") != "certify_root_key":
             s.root_public = None  # undoing a certification leaves the root key in place
         s.step.action_started = None
@@ -1174,6 +1552,22 @@ def _apply(script: Script, state: _State, entry: Entry) -> _State:
     elif event == "step.completed":
         s.index += 1
         s.step = _StepState()
+        s.steps_done_at = entry.time
+    elif event == "deviation":
+        s.step.deviations.append((p["kind"], p["reason"]))
+        if p["kind"] == "step-retried":
+            s.step.retries += 1
+        if p["quorum"] > 0:
+            s.deviation = _Deviation(entry.seq, entry_hash(entry.line()), entry.time,
+                                     entry.step, p["kind"], p["reason"], p["quorum"],
+                                     entry.actor)
+    elif event == "deviation.approved":
+        if s.deviation is not None:
+            s.deviation.approvals.append(entry.actor)
+            if len(s.deviation.approvals) >= s.deviation.quorum:
+                s.deviation = None
+    elif event == "seal.witnessed":
+        s.seal_witnesses.append((entry.actor, entry.seq))
     elif event == "ceremony.aborted":
         s.outcome = "aborted"
         s.root_public = None

@@ -148,16 +148,20 @@ class ShareInfo:
 class ShareSplitter(Protocol):
     def split(self, secret: bytearray, group_threshold: int,
               groups: list[tuple[int, int]], *, iteration_exponent: int = 1,
-              extendable: bool = True) -> tuple[int, list[list[str]]]:
-        """Split ``secret`` into SLIP-39 mnemonics; return (identifier, groups of shares)."""
+              extendable: bool = True,
+              passphrase: bytearray | None = None) -> tuple[int, list[list[str]]]:
+        """Split ``secret`` into SLIP-39 mnemonics (encrypted under ``passphrase``, none
+        when None); return (identifier, groups of shares)."""
         ...
 
     def prove_all(self, groups: list[list[str]], group_threshold: int,
-                  thresholds: list[int], secret: bytearray) -> int:
+                  thresholds: list[int], secret: bytearray, *,
+                  passphrase: bytearray | None = None) -> int:
         """Rebuild from every minimal quorum; the number of quorums, or CheckFailed."""
         ...
 
-    def combine(self, mnemonics: list[str]) -> bytearray:
+    def combine(self, mnemonics: list[str], *,
+                passphrase: bytearray | None = None) -> bytearray:
         """Recover the secret from a quorum of mnemonics."""
         ...
 
@@ -167,11 +171,13 @@ class ShareSplitter(Protocol):
         share), to follow "the share ... ": e.g. "fails its SLIP-39 checksum"."""
         ...
 
-    def recover(self, mnemonics: list[str]) -> bytearray:
+    def recover(self, mnemonics: list[str], *,
+                passphrase: bytearray | None = None) -> bytearray:
         """The secret from shares of one set that reach its thresholds, any number per group
         and in any order (recovery). Exactly a threshold of them is combined; every share
         beyond it must give the same encrypted master secret when it takes the place of one
-        of those (CheckFailed otherwise)."""
+        of those (CheckFailed otherwise). A wrong ``passphrase`` is not detected here: it
+        gives another secret (SLIP-39 has no passphrase check)."""
         ...
 
 
@@ -188,6 +194,14 @@ class SecretOutput(Protocol):
         ...
 
 
+def delivers_to(output: SecretOutput, place: str) -> bool:
+    """Whether ``output`` can deliver a share to ``place`` ([shares.delivery]): every output
+    writes sheets; only one that lists "card" in its ``places`` (adapters/card_shares.py)
+    writes to custodians' cards. The engine passes each share's places in
+    ``context["delivery"]``."""
+    return place == "sheet" or place in getattr(output, "places", ())
+
+
 class PublicCodes(Protocol):
     """QR images of public material in the bundle, each read back before it counts."""
 
@@ -195,4 +209,18 @@ class PublicCodes(Protocol):
         """Write ``data`` as QR parts named after ``stem`` in ``directory``, decode each back
         and compare with ``data`` (CheckFailed, with nothing left, when they differ); return
         the file names written, in part order."""
+        ...
+
+
+class TranscriptPrinter(Protocol):
+    """The printed transcript, made inside the bundle between the seal and the signed
+    checksum list, so that the list covers it (ADR 16)."""
+
+    def write(self, bundle: Path, name: str) -> str:
+        """Check the sealed transcript in ``bundle`` (every verifier step but the checksum
+        list, which does not exist yet), lay out its printed transcript, read every QR
+        code back from the rendered pages, and write it atomically as ``bundle/name``;
+        return its SHA-256. The same sealed transcript gives the same bytes, so writing it
+        again (a resume) changes nothing. Raise a CeremonyError with nothing left behind
+        when it cannot be made."""
         ...

@@ -31,9 +31,22 @@ class ApprovalNeeded:
     collected: tuple[str, ...]
     needed: int
     template: dict[str, Any]
+    # "step": a step's approvals or acknowledgements; "deviation": custodians approve going
+    # on after a deviation (``step`` is the step it was declared in, or ""); "seal": the
+    # witnesses co-sign the seal after the last step (``step`` is "") (ADR 15).
+    kind: str = "step"
 
     def for_participant(self, participant: str) -> dict[str, Any]:
         return {**self.template, "participant": participant}
+
+    @property
+    def what(self) -> str:
+        """What is being signed, for sentences: "approval", "seal co-signature", ..."""
+        if self.kind == "seal":
+            return "seal co-signature"
+        if self.kind == "deviation":
+            return "deviation approval"
+        return "approval" if self.role == "custodian" else "witness acknowledgement"
 
 
 @dataclass(frozen=True)
@@ -116,6 +129,32 @@ class SharesNeeded:
 
 
 @dataclass(frozen=True)
+class DiceNeeded:
+    """Before the seed is made: ``roller`` rolls a six-sided die ``count`` times and types
+    the rolls; answer :class:`DiceRolls`. The rolls stay in the engine's memory until the
+    seed is mixed, never written: after a crash they are asked for again."""
+
+    step: str
+    count: int
+    roller: str
+
+
+@dataclass(frozen=True)
+class PassphraseNeeded:
+    """The SLIP-39 passphrase: typed twice before the shares are made (``purpose``
+    "split"), once before a recovery rebuilds the seed ("recover"); answer
+    :class:`Passphrase`. ``warning`` is what a front end shows next to the fields."""
+
+    step: str
+    purpose: str  # "split" | "recover"
+    warning: str
+
+    @property
+    def twice(self) -> bool:
+        return self.purpose == "split"
+
+
+@dataclass(frozen=True)
 class Finished:
     """The ceremony is sealed; nothing more to answer."""
 
@@ -124,7 +163,8 @@ class Finished:
     root_public_key: str | None
 
 
-Prompt = BeginStep | ApprovalNeeded | ConfirmationNeeded | ActionReady | SharesNeeded | Finished
+Prompt = (BeginStep | ApprovalNeeded | ConfirmationNeeded | ActionReady | SharesNeeded
+          | DiceNeeded | PassphraseNeeded | Finished)
 
 
 @dataclass(frozen=True)
@@ -163,7 +203,25 @@ class ShareOffered:
     mnemonic: str = field(repr=False)
 
 
-Answer = Begin | Approval | TypedConfirmation | Proceed | Abort | ShareOffered
+@dataclass(frozen=True)
+class DiceRolls:
+    """The rolls, one byte per roll (values 1 to 6), in the order rolled. The engine takes
+    a copy and wipes this buffer, accepted or not; the rolls are never in ``repr``."""
+
+    rolls: bytearray = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Passphrase:
+    """The SLIP-39 passphrase, and (at the split) the second typing of it, as printable
+    ASCII bytes. The engine wipes both buffers, accepted or not; never in ``repr``."""
+
+    value: bytearray = field(repr=False)
+    repeated: bytearray | None = field(default=None, repr=False)
+
+
+Answer = (Begin | Approval | TypedConfirmation | Proceed | Abort | ShareOffered | DiceRolls
+          | Passphrase)
 
 
 @dataclass(frozen=True)
@@ -173,7 +231,9 @@ class Status:
     step_index: int  # 0-based index of the current step; == steps_total when all are done
     steps_total: int
     step_id: str | None
-    phase: str  # begin | approvals | witnesses | confirm | shares | action | finished
+    # begin | approvals | witnesses | deviation | seal | confirm | dice | passphrase | shares
+    # | action | finished
+    phase: str
     collected: tuple[str, ...]
     needed: int
     seq: int

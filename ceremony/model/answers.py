@@ -1,18 +1,38 @@
 """The answers file that drives a headless run: who approves each step, what is typed.
 
-For a recovery it also lists, under ``[[shares]]``, which custodian presents which share
-file, in the order they are presented (the files hold the secret words; the answers file
-only names them).
+Participants who sign with their OpenPGP card are listed under ``[cards]``: the reader
+and a file holding the card's PIN (else it is typed at the terminal, without echo); the PIN
+itself is never in the answers file.
+
+The same ``[cards]`` entry is where a custodian's share goes when the script's
+``[shares.delivery]`` sends it to their card (docs/card-shares.md). For a recovery it also
+lists, under ``[[shares]]``, which custodian presents which share file (or, with
+``card = true``, the share on their card), in the order they are presented (the files
+hold the secret words; the answers file only names them). ``dice_file`` and
+``passphrase_file`` name the files that hold the custodian dice rolls and the SLIP-39
+passphrase when the script asks for them: secrets like a share sheet, named here, never
+written here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 from ceremony.errors import AnswersError
 from ceremony.model.script import ID_PATTERN, PARTICIPANT_PATTERN, STEP_PATTERN, Script, article
+from ceremony.model.statements import DECLARED_KINDS
 from ceremony.model.strict import Fields, Source, read_source
+
+
+@dataclass(frozen=True)
+class DeviationAnswer:
+    """A deviation ``by`` declares once the step has begun (ADR 15)."""
+
+    kind: str
+    reason: str
+    by: str
 
 
 @dataclass(frozen=True)
@@ -22,14 +42,29 @@ class StepAnswers:
     witnesses: tuple[str, ...]
     confirm: str | None
     abort: str | None
+    deviations: tuple[DeviationAnswer, ...] = ()
 
 
 @dataclass(frozen=True)
 class ShareAnswer:
-    """A recovery: ``participant`` presents the share in ``file`` (a share sheet or words)."""
+    """A recovery: ``participant`` presents the share in ``file`` (a share sheet or words),
+    or with ``card`` the share on their OpenPGP card (read with their [cards] entry)."""
 
     participant: str
-    file: Path
+    file: Path | None
+    card: bool = False
+
+
+@dataclass(frozen=True)
+class CardAnswer:
+    """``participant`` approves with their card: in ``reader`` (None: the one reader with a
+    card), the PIN from ``pin_file`` (None: typed at the terminal), waiting at most
+    ``wait_seconds`` for the card to be inserted."""
+
+    participant: str
+    reader: str | None
+    pin_file: Path | None
+    wait_seconds: int
 
 
 @dataclass(frozen=True)
@@ -39,6 +74,13 @@ class Answers:
     steps: dict[str, StepAnswers]
     source_name: str
     shares: tuple[ShareAnswer, ...] = ()  # a recovery's shares, in the order presented
+    cards: dict[str, CardAnswer] = dataclasses.field(default_factory=dict)  # who signs by card
+    dice_file: Path | None = None  # the custodian dice rolls ([entropy] in the script)
+    passphrase_file: Path | None = None  # the SLIP-39 passphrase ([shares] passphrase)
+    # [deviations] approvals: the custodians who approve each deviation (a retry, or one
+    # declared under a step), in order; [seal] witnesses: who co-signs the seal (ADR 15).
+    deviation_approvals: tuple[str, ...] = ()
+    seal_witnesses: tuple[str, ...] = ()
 
 
 def parse_answers(text: str, name: str, script: Script, base: Path) -> Answers:
@@ -59,6 +101,7 @@ def parse_answers(text: str, name: str, script: Script, base: Path) -> Answers:
                 raise ids.fail(key, f"{key!r} is not a participant of the script")
             identities[key] = (base / path).resolve()
         ids.done()
+    cards = _cards(top, script, base, identities)
     steps: dict[str, StepAnswers] = {}
     for s in top.tables("steps", min_len=0, max_len=200):
         sid = s.text("id", pattern=STEP_PATTERN, what="a step id")
@@ -79,19 +122,119 @@ def parse_answers(text: str, name: str, script: Script, base: Path) -> Answers:
                 named = field == "approvals" and who in step.approvers
                 if participant.role != role and not named:
                     raise s.fail(field, f"{who!r} is {article(participant.role)}, not a {role}")
-                if who not in identities:
-                    raise s.fail(field, f"{who!r} has no identity key under [identities]",
-                                 hint=f"add {who} = \"path/to/key.pem\" under [identities]")
+                if who not in identities and who not in cards:
+                    raise s.fail(field, f"{who!r} has no card under [cards] (nor a "
+                                 "rehearsal key under [identities])",
+                                 hint=f"add {who} = {{ pin_file = \"{who}.pin\" }} under "
+                                      "[cards]")
         confirm = s.text("confirm", required=False, max_len=64)
         abort = s.text("abort", required=False, max_len=400)
+        deviations = _deviations(s, script) if "deviations" in s.data else ()
         s.done()
-        steps[sid] = StepAnswers(sid, approvals, witnesses, confirm, abort)
-    shares = _shares(top, script, base) if "shares" in top.data else ()
+        steps[sid] = StepAnswers(sid, approvals, witnesses, confirm, abort, deviations)
+    shares = _shares(top, script, base, cards) if "shares" in top.data else ()
+    _check_card_delivery(top, script, cards)
+    dice_file = _secret_file(top, "dice_file", bool(script.entropy.dice_rolls), base,
+                             "the script's [entropy] asks for no dice")
+    passphrase_file = _secret_file(top, "passphrase_file", script.shares.passphrase, base,
+                                   "the script's [shares] has no passphrase")
+    deviation_approvals = _signers(top, "deviations", "approvals", "custodian", script,
+                                   identities, cards)
+    seal_witnesses = _signers(top, "seal", "witnesses", "witness", script, identities, cards)
     top.done()
-    return Answers(ceremony_id, identities, steps, name, shares)
+    return Answers(ceremony_id, identities, steps, name, shares, cards,
+                   dice_file=dice_file, passphrase_file=passphrase_file,
+                   deviation_approvals=deviation_approvals, seal_witnesses=seal_witnesses)
 
 
-def _shares(top: Fields, script: Script, base: Path) -> tuple[ShareAnswer, ...]:
+def _deviations(s: Fields, script: Script) -> tuple[DeviationAnswer, ...]:
+    """``deviations = [{ kind = "...", reason = "...", by = "..." }]`` under a step."""
+    out = []
+    for d in s.tables("deviations", min_len=1, max_len=16):
+        kind = d.choice("kind", DECLARED_KINDS)
+        reason = d.text("reason", max_len=400)
+        by = d.text("by", pattern=PARTICIPANT_PATTERN, what="a participant id")
+        if script.participant(by) is None:
+            raise d.fail("by", f"{by!r} is not a participant of the script")
+        d.done()
+        out.append(DeviationAnswer(kind, reason, by))
+    return tuple(out)
+
+
+def _signers(top: Fields, table_name: str, field: str, role: str, script: Script,
+             identities: dict[str, Path], cards: dict[str, CardAnswer]) -> tuple[str, ...]:
+    """[deviations] approvals / [seal] witnesses: participants of ``role`` who can sign."""
+    table = top.table(table_name, required=False)
+    if table is None:
+        return ()
+    names: tuple[str, ...] = table.str_list(field, min_len=1, max_len=64)
+    for who in names:
+        participant = script.participant(who)
+        if participant is None:
+            raise table.fail(field, f"{who!r} is not a participant of the script")
+        if participant.role != role:
+            raise table.fail(field, f"{who!r} is {article(participant.role)}, not a {role}")
+        if who not in identities and who not in cards:
+            raise table.fail(field, f"{who!r} has no card under [cards] (nor a rehearsal key "
+                             "under [identities])",
+                             hint=f"add {who} = {{ pin_file = \"{who}.pin\" }} under [cards]")
+    table.done()
+    return names
+
+
+def _secret_file(top: Fields, name: str, wanted: bool, base: Path, unwanted: str
+                 ) -> Path | None:
+    """A file named for a typed secret (dice, passphrase): it must exist; only when used."""
+    text: str | None = top.text(name, required=False, max_len=400)
+    if text is None:
+        return None
+    if not wanted:
+        raise top.fail(name, f"is given, but {unwanted}", hint=f"remove {name}")
+    path = (base / text).resolve()
+    if not path.is_file():
+        raise top.fail(name, f"the file {text} does not exist",
+                       hint="give its path relative to the answers file")
+    return path
+
+
+def _cards(top: Fields, script: Script, base: Path,
+           identities: dict[str, Path]) -> dict[str, CardAnswer]:
+    """[cards]: participant = { reader = "...", pin_file = "...", wait_seconds = N }."""
+    table = top.table("cards", required=False)
+    if table is None:
+        return {}
+    out: dict[str, CardAnswer] = {}
+    for key in list(table.data):
+        if script.participant(key) is None:
+            raise table.fail(key, f"{key!r} is not a participant of the script")
+        if key in identities:
+            raise table.fail(key, f"{key} has both a card here and a key file under "
+                             "[identities]", hint="give one way of signing per participant")
+        card = table.table(key)
+        assert card is not None
+        reader = card.text("reader", required=False, max_len=200)
+        pin_file = card.text("pin_file", required=False, max_len=400)
+        wait = card.integer("wait_seconds", low=1, high=3600, default=300)
+        card.done()
+        out[key] = CardAnswer(key, reader, (base / pin_file).resolve() if pin_file else None,
+                              wait)
+    table.done()
+    return out
+
+
+def _check_card_delivery(top: Fields, script: Script, cards: dict[str, CardAnswer]) -> None:
+    """A ceremony whose [shares.delivery] sends a share to a card needs that card here."""
+    if script.recovery is not None:
+        return
+    for holder, places in script.shares.delivery:
+        if "card" in places and holder not in cards:
+            raise top.fail("cards", f"the script sends {holder}'s share to their card, but "
+                           f"[cards] names no card for {holder}",
+                           hint=f"add {holder} = {{ pin_file = \"{holder}.pin\" }} under [cards]")
+
+
+def _shares(top: Fields, script: Script, base: Path,
+            cards: dict[str, CardAnswer]) -> tuple[ShareAnswer, ...]:
     """[[shares]]: who presents which share file in a recovery, in order."""
     if script.recovery is None:
         raise top.fail("shares", "shares are presented only in a recovery (a script with a "
@@ -106,7 +249,19 @@ def _shares(top: Fields, script: Script, base: Path) -> tuple[ShareAnswer, ...]:
         if any(a.participant == who for a in out):
             raise sh.fail("participant", f"{who}'s share is listed twice",
                           hint="each custodian presents their share once")
-        text = sh.text("file", max_len=400)
+        on_card = sh.flag("card", default=False)
+        text = sh.text("file", max_len=400, required=not on_card)
+        if on_card:
+            if text is not None:
+                raise sh.fail("file", f"{who}'s share is read from their card (card = true), "
+                              "so it has no file", hint="give either file or card = true")
+            if who not in cards:
+                raise sh.fail("card", f"{who}'s share is on their card, but [cards] names no "
+                              f"card for {who}",
+                              hint=f"add {who} = {{ pin_file = \"{who}.pin\" }} under [cards]")
+            sh.done()
+            out.append(ShareAnswer(who, None, card=True))
+            continue
         path = (base / text).resolve()
         if not path.is_file():
             raise sh.fail("file", f"{who}'s share file {text} does not exist",

@@ -21,6 +21,7 @@ from ceremony.model.strict import Fields
 
 if TYPE_CHECKING:
     from ceremony.model.policy import Policy
+    from ceremony.model.script import Script
 
 RECORD_FORMAT = "ceremony-attestation/1"
 
@@ -119,6 +120,8 @@ class CheckResult:
     waived_by: str = ""  # "rehearsal" or "policy"
     approved_by: tuple[str, ...] = ()
     waiver_reason: str = ""
+    # A policy waiver's signatures, as model/waivers.py records them (statement, signature).
+    waiver_signatures: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def name(self) -> str:
@@ -136,6 +139,7 @@ class CheckResult:
             if self.waived_by == "policy":
                 out["approved_by"] = list(self.approved_by)
                 out["reason"] = self.waiver_reason
+                out["signatures"] = [dict(s) for s in self.waiver_signatures]
         return out
 
 
@@ -143,14 +147,15 @@ class CheckResult:
 class Waiver:
     """A failed check the people in the room agree to go on without.
 
-    ``approved_by`` are the participants whose approvals of this waiver were verified
-    (quorum hook: the engine collects and verifies them as for a step's approvals, then
-    passes the ids here; this module only counts distinct ids against the policy).
+    ``approved_by`` are the participants whose signed waivers were verified
+    (model/waivers.py ``check_waivers``), ``signatures`` those signatures as the record
+    keeps them; this module counts distinct ids against the policy's waiver quorum.
     """
 
     check_id: str
     approved_by: tuple[str, ...]
     reason: str
+    signatures: tuple[Mapping[str, Any], ...] = ()
 
 
 def waiver_quorum(policy: Policy) -> int:
@@ -186,15 +191,17 @@ def apply_waivers(results: Iterable[CheckResult], policy: Policy | None, *, rehe
         have = tuple(dict.fromkeys(waiver.approved_by))
         if len(have) < need:
             raise QuorumError(f"waiving {waiver.check_id} needs {need} approvals by policy, "
-                              f"not {len(have)}", hint="collect the approvals the policy "
-                              "names, or fix the machine", requirement=GATE)
+                              f"not {len(have)} ({', '.join(have) or 'none'})",
+                              hint="collect the signatures the policy names with `ceremony "
+                              "waiver sign`, or fix the machine", requirement=waiver.check_id)
         if not waiver.reason.strip():
             raise AttestationError(f"the waiver of {waiver.check_id} gives no reason",
                                    hint="write down why the room goes on", requirement=GATE)
         i = by_id.get(waiver.check_id)
         if i is not None and out[i].result == "fail":
             out[i] = replace(out[i], result="waived", waived_by="policy", approved_by=have,
-                             waiver_reason=waiver.reason)
+                             waiver_reason=waiver.reason,
+                             waiver_signatures=waiver.signatures)
     if rehearsal:
         for i, r in enumerate(out):
             if r.result == "fail" and rehearsal_may_waive(r.id, r.state):
@@ -220,15 +227,22 @@ def attestation_record(results: Iterable[CheckResult], *, rehearsal: bool) -> di
     }
 
 
+RECORD_FIELDS = frozenset({"format", "rehearsal", "checks", "passed", "waived"})
+
+
 def require_attested(record: Mapping[str, Any] | None, policy: Policy,
-                     rehearsal: bool) -> None:
+                     rehearsal: bool, *, script: Script | None = None,
+                     at: str | None = None) -> None:
     """Refuse secret provisioning unless ``record`` shows an environment that passed.
 
     Fails closed: no record, a record of another format or mode, a missing or repeated
     check, a failed check, or a waiver the record cannot justify (a rehearsal waiver
     outside a rehearsal or of a check a rehearsal does not waive; a policy waiver of a
     check the policy does not list, or with fewer approvals than its waiver quorum) each
-    raise :class:`AttestationError` naming the check's requirement id.
+    raise :class:`AttestationError` naming the check's requirement id. With ``script`` (the
+    engine and the verifier), a policy waiver's signatures are checked too, as made within
+    the day before ``at`` (the attestation's time) for this ceremony and script
+    (model/waivers.py ``recorded_waiver_problem``).
     """
     def refuse(message: str, requirement: str = GATE, hint: str = "") -> AttestationError:
         return AttestationError(f"secret provisioning refused: {message}",
@@ -239,6 +253,9 @@ def require_attested(record: Mapping[str, Any] | None, policy: Policy,
         raise refuse("the environment was not attested")
     if record.get("format") != RECORD_FORMAT:
         raise refuse(f"the attestation record is not of format {RECORD_FORMAT}")
+    if set(record) != RECORD_FIELDS:
+        raise refuse("the attestation record has members other than "
+                     f"{', '.join(sorted(RECORD_FIELDS))}")
     if record.get("rehearsal") is not rehearsal:
         raise refuse("the attestation was made for a "
                      f"{'rehearsal' if record.get('rehearsal') else 'real ceremony'}, "
@@ -277,5 +294,35 @@ def require_attested(record: Mapping[str, Any] | None, policy: Policy,
             if count < waiver_quorum(policy):
                 raise refuse(f"the waiver of {cid} has {count} approvals, the policy needs "
                              f"{waiver_quorum(policy)}", cid)
+            if script is not None:
+                from ceremony.model.waivers import recorded_waiver_problem
+
+                if at is None:
+                    raise ValueError("checking a waiver's signatures needs the time")
+                problem = recorded_waiver_problem(script, policy, check, at=at)
+                if problem:
+                    raise refuse(problem[0], problem[1])
         else:
             raise refuse(f"{cid} is waived without saying by whom", cid)
+    waived = [cid for cid in seen if seen[cid].get("result") == "waived"]
+    if record.get("passed") is not True or record.get("waived") != waived:
+        raise refuse("the attestation record's passed and waived members do not match its "
+                     "checks")
+
+
+def policy_waived(record: Mapping[str, Any] | None) -> bool:
+    """Whether ``record`` holds a policy waiver (whose signatures need a time to check)."""
+    checks = record.get("checks") if isinstance(record, Mapping) else None
+    return isinstance(checks, list) and any(
+        isinstance(c, Mapping) and c.get("waived_by") == "policy" for c in checks)
+
+
+def attestation_problem(record: Any, policy: Policy, rehearsal: bool, *, script: Script,
+                        at: str) -> tuple[str, str] | None:
+    """Why ``record`` does not allow provisioning: (sentence, requirement id), or None."""
+    try:
+        require_attested(record if isinstance(record, Mapping) else None, policy, rehearsal,
+                         script=script, at=at)
+    except AttestationError as exc:
+        return exc.message.removeprefix("secret provisioning refused: "), exc.requirement
+    return None

@@ -8,6 +8,7 @@ from pathlib import Path
 from ceremony.canonical import sha256_hex
 from ceremony.errors import PolicyFileError
 from ceremony.model.attestation import AttestationPolicy, read_attestation
+from ceremony.model.lifecycle import Lifecycle, read_lifecycle
 from ceremony.model.strict import Fields, Source, read_source
 
 # The script's roles (model/script.py ROLES): the roles [authorization] may name.
@@ -78,6 +79,15 @@ class Policy:
     # [authorization] and [separation] (ADR 12): who signs scripts; who may combine duties.
     authorization: Authorization = Authorization()
     separation: Separation = Separation()
+    # [seal] witnesses and [deviations] quorum (ADR 15): how many of the script's witnesses
+    # co-sign a completed ceremony's seal, and how many custodian approvals a deviation
+    # from the script needs before the ceremony goes on (0, without the tables).
+    seal_witnesses: int = 0
+    deviation_quorum: int = 0
+    # [lifecycle] (ADR 14): the key's rotation cadence and its lifecycle events' quorums.
+    lifecycle: Lifecycle = Lifecycle()  # noqa: RUF009 (frozen)
+    # [entropy] require_dice: every ceremony script must mix custodian dice into its seed.
+    require_dice: bool = False
 
 
 def _authorization(table: Fields) -> Authorization:
@@ -99,6 +109,20 @@ def _separation(table: Fields) -> Separation:
                          default=defaults.max_shares_per_holder)
     table.done()
     return Separation(**flags, max_shares_per_holder=most)
+
+
+def _seal_and_deviations(top: Fields) -> tuple[int, int]:
+    """[seal] witnesses and [deviations] quorum (ADR 15); 0 and 0 without the tables."""
+    witnesses = quorum = 0
+    seal = top.table("seal", required=False)
+    if seal is not None:
+        witnesses = seal.integer("witnesses", low=0, high=16)
+        seal.done()
+    deviations = top.table("deviations", required=False)
+    if deviations is not None:
+        quorum = deviations.integer("quorum", low=0, high=16)
+        deviations.done()
+    return witnesses, quorum
 
 
 def parse_policy(text: str, name: str) -> Policy:
@@ -143,11 +167,20 @@ def parse_policy(text: str, name: str) -> Policy:
     authorization = _authorization(auth) if auth is not None else Authorization()
     sep = top.table("separation", required=False)
     separation = _separation(sep) if sep is not None else Separation()
+    lifecycle = read_lifecycle(top.table("lifecycle", required=False), min_approvals,
+                               lifetime)
+    ent = top.table("entropy", required=False)
+    require_dice = False
+    if ent is not None:
+        require_dice = ent.flag("require_dice", default=False)
+        ent.done()
+    seal_witnesses, deviation_quorum = _seal_and_deviations(top)
     top.done()
     return Policy(policy_id, version, allowed, min_t, max_t, min_g, min_approvals, witnesses,
                   rehearsal, lifetime, sha256_hex(text.encode("utf-8")), name, activation,
                   min_officers, attestation=attestation, authorization=authorization,
-                  separation=separation)
+                  separation=separation, require_dice=require_dice, lifecycle=lifecycle,
+                  seal_witnesses=seal_witnesses, deviation_quorum=deviation_quorum)
 
 
 def load_policy(path: Path) -> Policy:

@@ -64,6 +64,8 @@ class Original:
     extendable: bool
     seed_fingerprint: str
     holders: tuple[Holder, ...]
+    # Whether the share set was made with a SLIP-39 passphrase (shares.created "required").
+    passphrase: bool = False
 
     def holder(self, participant: str) -> Holder | None:
         return next((h for h in self.holders if h.participant == participant), None)
@@ -118,7 +120,8 @@ def read_original(script: Script, lines: list[Line]) -> Original:
             _text(wrapped, "sha256") if isinstance(wrapped, dict) else None,
             _integer(shares, "identifier"), _integer(shares, "group_threshold"),
             _integer(shares, "iteration_exponent"), shares.get("extendable") is True,
-            _text(shares, "seed_fingerprint"), holders)
+            _text(shares, "seed_fingerprint"), holders,
+            _text(shares, "passphrase") == "required")
     except (KeyError, TypeError):
         raise NotRecoverable(f"the transcript of ceremony {ceremony} does not record its root "
                              "key and shares as the format says") from None
@@ -174,6 +177,12 @@ def recovery_problem(script: Script, original: Original, *, rehearsal: bool) -> 
                 f"the root key of {name} ({original.kind}, label {original.label!r}, id "
                 f"{original.key_id})")
     ours, theirs = script.shares, original.script.shares
+    if ours.passphrase != original.passphrase:
+        return (f"the shares of {name} were made " + ("with" if original.passphrase else
+                                                      "without") + " a SLIP-39 passphrase, "
+                "but the script's [shares] say " + ("passphrase = true" if ours.passphrase
+                                                    else "none is needed")
+                + " (set passphrase in [shares] as the original's script does)")
     if (ours.group_threshold, ours.groups) != (theirs.group_threshold, theirs.groups) or (
             ours.iteration_exponent, ours.extendable) != (original.iteration_exponent,
                                                           original.extendable):

@@ -70,6 +70,11 @@ def check_policy(script: Script, policy: Policy, *, rehearsal: bool,
         if not step.confirm:
             fail(("steps", i, "confirm"), f"step {step.id!r} is sensitive and needs a typed "
                  "confirmation phrase", "CER-CONFIRM", "add confirm = \"...\" to the step")
+    if policy.require_dice and script.recovery is None and not script.entropy.dice_rolls:
+        fail(("entropy", "dice_rolls"), f"policy {policy.policy_id!r} requires custodian dice "
+             "in the seed, and the script asks for none", "CER-DICE",
+             "add [entropy] with dice_rolls (50 or more) and dice_roller")
+    _check_seal_and_deviations(script, policy, fail)
     _check_separation(script, policy, fail)
     _check_authorizers(script, policy, fail)
     if rehearsal and not policy.rehearsal_allowed:
@@ -79,6 +84,22 @@ def check_policy(script: Script, policy: Policy, *, rehearsal: bool,
 
 
 Fail = Callable[[tuple[str | int, ...], str, str, str], None]
+
+
+def _check_seal_and_deviations(script: Script, policy: Policy, fail: Fail) -> None:
+    """[seal] witnesses and [deviations] quorum need enough witnesses and custodians."""
+    witnesses = len(script.with_role("witness"))
+    if policy.seal_witnesses > witnesses:
+        fail(("participants",), f"policy {policy.policy_id!r} needs {policy.seal_witnesses} "
+             f"witnesses to co-sign the seal, but the script names {witnesses}",
+             "CER-SEAL-WITNESS", "add witnesses to the script, or lower [seal] witnesses "
+             "in the policy")
+    custodians = len(script.with_role("custodian"))
+    if policy.deviation_quorum > custodians:
+        fail(("participants",), f"policy {policy.policy_id!r} needs {policy.deviation_quorum} "
+             f"custodian approvals for a deviation, but the script names {custodians} "
+             "custodians", "CER-DEVIATION", "add custodians to the script, or lower "
+             "[deviations] quorum in the policy")
 
 
 def _check_separation(script: Script, policy: Policy, fail: Fail) -> None:

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from ceremony.canonical import sha256_hex
 from ceremony.errors import ScriptError
 from ceremony.model.certificate import CertificateSpec, parse_certificate
+from ceremony.model.previous import PreviousKey, read_previous
 from ceremony.model.strict import Fields, Source, read_source
 
 ROLES = ("administrator", "custodian", "witness", "auditor")
@@ -41,6 +42,22 @@ SENSITIVE_ACTIONS = ("provision_root_key", "certify_root_key", "recover_root_key
 # The actions that put the root key on the token: provisioning, or (in a recovery script,
 # one with a [recovery] table) rebuilding it from the shares of an earlier ceremony.
 KEY_ACTIONS = ("provision_root_key", "recover_root_key")
+# Where a custodian's share can go ([shares.delivery]; default a sheet): a paper share sheet,
+# and/or the private data object of their OpenPGP card (docs/card-shares.md).
+DELIVERY_PLACES = ("sheet", "card")
+
+
+def card_delivery(fingerprint: str) -> str:
+    """How a share delivered to a card starts its ``delivered_to`` record: the card named by
+    its signature key's fingerprint (SHA-256, hex), which must be the holder's identity key."""
+    return f"OpenPGP card with key fingerprint {fingerprint}"
+
+
+# [entropy] dice_rolls: custodian dice mixed into the seed (docs/entropy.md). At log2(6) bits
+# per roll the dice alone must carry at least 128 bits: ceil(128 / 2.585) = 50 rolls. At most
+# one SP 800-90B adaptive-proportion window (512 samples) is typed.
+MIN_DICE_ROLLS = math.ceil(128 / math.log2(6))
+MAX_DICE_ROLLS = 512
 
 ID_PATTERN = r"[a-z0-9][a-z0-9._-]{2,63}"
 PARTICIPANT_PATTERN = r"[a-z][a-z0-9_-]{0,31}"
@@ -92,6 +109,16 @@ class ShareScheme:
     # set may later be extended with more shares of the same secret (recorded either way).
     iteration_exponent: int = 1
     extendable: bool = True
+    # A SLIP-39 passphrase is typed at the split and at every recovery (never in the script:
+    # only whether there is one). A wrong one silently rebuilds another seed.
+    passphrase: bool = False
+    # [shares.delivery]: where a holder's share goes when not (only) to a sheet, sorted by
+    # holder: ("alice", ("card",)) or ("bob", ("card", "sheet")) (docs/card-shares.md).
+    delivery: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def delivery_of(self, holder: str) -> tuple[str, ...]:
+        """Where ``holder``'s share goes: "sheet" (the default), "card", or both."""
+        return dict(self.delivery).get(holder, ("sheet",))
 
     @property
     def quorums(self) -> int:
@@ -100,6 +127,17 @@ class ShareScheme:
                              for g in chosen)
                    for chosen in itertools.combinations(range(len(self.groups)),
                                                         self.group_threshold))
+
+
+@dataclass(frozen=True)
+class EntropySpec:
+    """[entropy]: custodian dice mixed into the seed as a third source (0: no dice)."""
+
+    dice_rolls: int = 0
+    dice_roller: str | None = None  # the participant who rolls and types them
+
+    def definition(self) -> dict[str, Any]:
+        return {"dice_rolls": self.dice_rolls, "dice_roller": self.dice_roller}
 
 
 @dataclass(frozen=True)
@@ -202,6 +240,10 @@ class Script:
     certificate: CertificateSpec | None = None
     # [recovery]: the original ceremony a recover_root_key step rebuilds the key of.
     recovery: RecoverySpec | None = None
+    # [entropy]: custodian dice for the seed (none by default).
+    entropy: EntropySpec = EntropySpec()
+    # [previous]: the root key this script's new key replaces (rotation, compromise).
+    previous: PreviousKey | None = None
 
     @property
     def key_action(self) -> str:
@@ -232,6 +274,13 @@ class Script:
             out["shares"] = {"group_threshold": self.shares.group_threshold,
                              "groups": [{"threshold": g.threshold, "members": list(g.members)}
                                         for g in self.shares.groups]}
+            # Only when used, so that the digests of scripts without them stay as they were.
+            if self.shares.passphrase:
+                out["shares"]["passphrase"] = True
+            if step.action == "provision_root_key" and self.shares.delivery:
+                out["shares"]["delivery"] = {h: list(p) for h, p in self.shares.delivery}
+            if step.action == "provision_root_key" and self.entropy.dice_rolls:
+                out["entropy"] = self.entropy.definition()
         if step.action == "recover_root_key" and self.recovery is not None:
             out["recovery"] = self.recovery.definition()
         if step.action == "certify_root_key" and self.certificate is not None:
@@ -407,9 +456,12 @@ def parse_script(text: str, name: str) -> Script:
         raise sh.fail("group_threshold", f"{group_threshold} is more than the {len(groups)} groups")
     exponent = sh.integer("iteration_exponent", low=0, high=15, required=False)
     extendable = sh.flag("extendable", default=True)
+    passphrase = sh.flag("passphrase", default=False)
+    dt = sh.table("delivery", required=False)
+    delivery = _delivery(dt, groups) if dt is not None else ()
     sh.done()
     shares = ShareScheme(group_threshold, tuple(groups),
-                         1 if exponent is None else exponent, extendable)
+                         1 if exponent is None else exponent, extendable, passphrase, delivery)
     if shares.quorums > MAX_PROOF_QUORUMS:
         raise sh.fail("groups", f"this scheme has {shares.quorums} minimal quorums; the "
                       f"ceremony proves every one, and at most {MAX_PROOF_QUORUMS} can be proven",
@@ -446,14 +498,64 @@ def parse_script(text: str, name: str) -> Script:
         s.done()
         steps.append(Step(sid, stitle, instructions, action, approvals, approvers,
                           n_witnesses, confirm))
+    ent = top.table("entropy", required=False)
+    entropy = _entropy(ent, by_id) if ent is not None else EntropySpec()
     rec = top.table("recovery", required=False)
     recovery = _recovery(rec, ceremony_id) if rec is not None else None
+    prev = top.table("previous", required=False)
+    previous = read_previous(prev, ceremony_id, ID_PATTERN) if prev is not None else None
+    if previous is not None and recovery is not None:
+        raise top.fail("previous", "a recovery rebuilds its original's key; it replaces "
+                       "no other key", hint="remove [previous] from the recovery script")
+    if recovery is not None and entropy.dice_rolls:
+        raise top.fail("entropy", "a recovery rebuilds the original's seed from its shares; "
+                       "it makes no new seed, so it takes no dice",
+                       hint="remove [entropy] from the recovery script")
     key_steps = _check_key_steps(top, steps, recovery is not None)
     _check_certify_steps(top, steps, key_steps, certificate is not None)
     top.done()
     return Script(ceremony_id, version, title, policy_path, policy_sha, token,
                   tuple(participants), root_key, shares, tuple(steps),
-                  sha256_hex(text.encode("utf-8")), name, certificate, recovery)
+                  sha256_hex(text.encode("utf-8")), name, certificate, recovery, entropy,
+                  previous)
+
+
+def _entropy(ent: Fields, by_id: dict[str, Participant]) -> EntropySpec:
+    """[entropy]: how many dice rolls go into the seed, and who rolls them."""
+    rolls = ent.integer("dice_rolls", low=0, high=MAX_DICE_ROLLS)
+    if 0 < rolls < MIN_DICE_ROLLS:
+        raise ent.fail("dice_rolls", f"{rolls} rolls carry {rolls * math.log2(6):.0f} bits; "
+                       f"at least {MIN_DICE_ROLLS} are needed for the dice alone to carry "
+                       "128 bits (log2(6) = 2.585 bits per roll)",
+                       hint=f"set dice_rolls to {MIN_DICE_ROLLS} or more, or 0 for no dice")
+    roller = ent.text("dice_roller", required=rolls > 0, pattern=PARTICIPANT_PATTERN,
+                      what="the id of the participant who rolls the dice")
+    if roller is not None and roller not in by_id:
+        raise ent.fail("dice_roller", f"{roller!r} is not a participant of this script")
+    if roller is not None and not rolls:
+        raise ent.fail("dice_roller", "names a roller, but dice_rolls is 0",
+                       hint="set dice_rolls, or remove dice_roller")
+    ent.done()
+    return EntropySpec(rolls, roller)
+
+
+def _delivery(dt: Fields, groups: list[ShareGroup]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """[shares.delivery]: holder = ["card"], ["sheet"] or both (CER-SHARE-CARD)."""
+    holders = [m for g in groups for m in g.members]
+    out: list[tuple[str, tuple[str, ...]]] = []
+    for key in sorted(dt.data):
+        if key not in holders:
+            raise dt.fail(key, f"{key!r} holds no share in [[shares.groups]]",
+                          hint=f"the holders are {', '.join(holders)}")
+        places = dt.str_list(key, min_len=1, max_len=2)
+        for place in places:
+            if place not in DELIVERY_PLACES:
+                raise dt.fail(key, f"{place!r} is not a place a share can go",
+                              hint="use \"card\" (the custodian's OpenPGP card), \"sheet\" "
+                                   "(a paper share sheet), or both")
+        out.append((key, tuple(sorted(places))))
+    dt.done()
+    return tuple(out)
 
 
 def _recovery(rec: Fields, ceremony_id: str) -> RecoverySpec:

@@ -25,6 +25,13 @@ CHECKPOINT = "ceremony.checkpoint.v1"
 SEAL = "ceremony.seal.v1"
 CHECKSUMS = "ceremony.checksums.v1"
 SCRIPT_AUTHORIZATION = "ceremony.script-authorization.v1"
+SEAL_WITNESS = "ceremony.seal-witness.v1"
+DEVIATION_APPROVAL = "ceremony.deviation-approval.v1"
+# What a deviation from the script can be (docs/transcript-format.md, `deviation`).
+DEVIATION_KINDS = ("step-retried", "card-replaced", "person-substituted", "other")
+# The kinds a participant declares; the engine itself records a step-retried deviation
+# when an action runs again after it was rolled back.
+DECLARED_KINDS = DEVIATION_KINDS[1:]
 
 
 # Root key kinds and the length of their public key bytes in the transcript: Ed25519's 32
@@ -198,11 +205,41 @@ def checkpoint_statement(*, ceremony: str, seq: int, head: str) -> dict[str, Any
 
 
 def seal_statement(*, ceremony: str, script_sha256: str, policy_sha256: str, head: str,
-                   entries: int, outcome: str, time: str) -> dict[str, Any]:
-    """The seal binds the whole transcript (head, count) and its own entry's time."""
-    return {"type": SEAL, "ceremony": ceremony, "script_sha256": script_sha256,
-            "policy_sha256": policy_sha256, "head": head, "entries": entries,
-            "outcome": outcome, "time": time}
+                   entries: int, outcome: str, time: str,
+                   witnesses: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The seal binds the whole transcript (head, count) and its own entry's time.
+
+    ``witnesses``: a completed ceremony under a policy with a [seal] table names the
+    witnesses' co-signatures it closes over (participant and seq of each seal.witnessed
+    entry); without one (or for an aborted ceremony) the member is absent.
+    """
+    statement: dict[str, Any] = {
+        "type": SEAL, "ceremony": ceremony, "script_sha256": script_sha256,
+        "policy_sha256": policy_sha256, "head": head, "entries": entries,
+        "outcome": outcome, "time": time}
+    if witnesses is not None:
+        statement["witnesses"] = witnesses
+    return statement
+
+
+def seal_witness_statement(*, ceremony: str, script_sha256: str, head: str, entries: int,
+                           outcome: str, participant: str, time: str) -> dict[str, Any]:
+    """A witness co-signs the seal: the transcript as it stands before the seal (its head
+    and entry count) and the outcome it will be sealed with (ADR 15)."""
+    return {"type": SEAL_WITNESS, "ceremony": ceremony, "script_sha256": script_sha256,
+            "head": head, "entries": entries, "outcome": outcome,
+            "participant": participant, "time": time}
+
+
+def deviation_statement(*, ceremony: str, script_sha256: str, deviation: str, seq: int,
+                        step: str | None, kind: str, reason: str, participant: str,
+                        time: str) -> dict[str, Any]:
+    """A custodian approves continuing after a deviation: bound to the deviation entry
+    (``deviation`` is the SHA-256 of its line, the head right after it, and ``seq`` its
+    number) and to what it says (ADR 15)."""
+    return {"type": DEVIATION_APPROVAL, "ceremony": ceremony, "script_sha256": script_sha256,
+            "deviation": deviation, "seq": seq, "step": step, "kind": kind,
+            "reason": reason, "participant": participant, "time": time}
 
 
 def checksums_statement(*, ceremony: str, checksums: bytes) -> dict[str, Any]:

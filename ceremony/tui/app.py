@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ceremony.model.policy import Policy
     from ceremony.model.script import Activation, Script
     from ceremony.transcript import Entry
+    from ceremony.tui.cards import CardApprovals
     from ceremony.tui.typeback import TypedShare
 
 T = TypeVar("T")
@@ -138,6 +139,12 @@ class RunSetup:
     # The script's authorizers' signatures and the version state (`ceremony run` reads them;
     # None: none presented, which only a rehearsal may run with).
     authorization: Presented | None = None
+    # The environment's attestation record (cli/attest.py attest_ceremony), for the engine's
+    # start or resume; None: not attested, so the engine makes no secret (CER-ATTEST).
+    attestation: dict[str, Any] | None = None
+    # Participants without a signer above approve with their OpenPGP card (ceremony run);
+    # None: no cards (a rehearsal in the UI signs with its key files alone).
+    cards: CardApprovals | None = None
 
     @property
     def pin_pad(self) -> bool:
@@ -386,10 +393,12 @@ class CeremonyApp(App[str]):
 
         def start() -> Engine:
             if stopped is not None:
-                return Engine.resume(s.script, s.policy, opened.devices, s.out)
+                return Engine.resume(s.script, s.policy, opened.devices, s.out,
+                                     attestation=s.attestation)
             return Engine.start(s.script, s.policy, s.script_bytes, s.policy_bytes,
                                 opened.devices, s.out, rehearsal=s.rehearsal,
-                                original=s.original, authorization=s.authorization)
+                                original=s.original, authorization=s.authorization,
+                                attestation=s.attestation)
 
         def started(engine: Engine) -> None:
             from ceremony.tui.screens import CeremonyScreen
@@ -427,11 +436,21 @@ class CeremonyApp(App[str]):
         who = engine.script.participant(participant)
         name = who.name if who else participant
         signer = self.setup.signers.get(participant)
+        if signer is None and self.setup.cards is not None:
+            if participant not in self.present:
+                self.show_error(DeviceError(f"{name} ({participant}) is not marked present",
+                                            hint="mark them present in the roll call (key p)"))
+                return
+            from ceremony.tui.cards import CardScreen
+
+            self.push_screen(CardScreen(participant, self.setup.cards.reader),
+                             lambda _: self.refresh_screen())
+            return
         if signer is None:
             self.show_error(DeviceError(
                 f"the signing device of {name} ({participant}) is not available",
-                hint="smartcards arrive with a later version; in a rehearsal give their key "
-                "file under [identities] of --answers"))
+                hint="this run signs with rehearsal key files only: give theirs under "
+                "[identities] of --answers (`ceremony run` asks for each card instead)"))
             return
         if participant not in self.present:
             self.show_error(DeviceError(f"{name} ({participant}) is not marked present",
@@ -474,8 +493,19 @@ class CeremonyApp(App[str]):
                 typed.wipe()
                 del mnemonic
 
-        def accepted(_: Prompt) -> None:
+        def accepted(after: Prompt) -> None:
+            from ceremony.engine.prompts import ApprovalNeeded
+            from ceremony.errors import QuorumError
+
             self.refresh_screen()
+            if isinstance(after, ApprovalNeeded) and after.kind == "deviation":
+                # The rebuild starts again after a rollback: a deviation (ADR 15), recorded
+                # first; the share was not taken and is presented again once it is approved.
+                done(QuorumError("the recovery starts again after it was rolled back, which "
+                                 "is a deviation: the custodians approve it first; the share "
+                                 "was not used", hint=f"{name} presents the share again "
+                                 "after the approvals", requirement="CER-DEVIATION"))
+                return
             done(None)
 
         if not self.call_engine(f"Checking the share of {name} against the original's "

@@ -49,6 +49,7 @@ def token_opener(module: str | None, uri: str, ceremony_id: str, sheets: Path | 
         from ceremony.adapters.sharesheets import ShareSheetDirectory
         from ceremony.adapters.slip39 import Slip39Splitter
         from ceremony.adapters.system import OsRandomness, SystemClock
+        from ceremony.adapters.transcript_pdf import BundlePrinter
         from ceremony.engine.core import Devices
 
         try:
@@ -74,7 +75,7 @@ def token_opener(module: str | None, uri: str, ceremony_id: str, sheets: Path | 
 
             output = NoSecretOutput()
         devices = Devices(SystemClock(), OsRandomness(), token, Slip39Splitter(), output,
-                          BundleCodes())
+                          BundleCodes(), BundlePrinter())
 
         def close() -> None:
             token.close()
@@ -107,10 +108,17 @@ def rehearsal_setup(out: Path) -> tuple[RunSetup, Rehearsal, contextlib.ExitStac
     from ceremony.adapters.softhsm import SOFTHSM_MODULE
     from ceremony.model.authorization import Presented
     from ceremony.model.policy import parse_policy
-    from ceremony.rehearsal import prepare_rehearsal, rehearsal_login, throwaway_token
+    from ceremony.rehearsal import (
+        prepare_rehearsal,
+        rehearsal_attestation,
+        rehearsal_login,
+        throwaway_token,
+    )
 
     prepared = prepare_rehearsal(out)
     cast = prepared.cast
+    policy = parse_policy(prepared.policy_text, "policy.toml")
+    attestation = rehearsal_attestation(cast.script, policy)
     stack = contextlib.ExitStack()
 
     def make_token() -> tuple[str, bytearray, dict[str, object]]:
@@ -120,9 +128,10 @@ def rehearsal_setup(out: Path) -> tuple[RunSetup, Rehearsal, contextlib.ExitStac
 
     opener = token_opener(SOFTHSM_MODULE, "", cast.script.ceremony_id, prepared.shares,
                           before=make_token, after=stack.close)
-    setup = RunSetup(cast.script, parse_policy(prepared.policy_text, "policy.toml"),
+    setup = RunSetup(cast.script, policy,
                      cast.script_text.encode(), prepared.policy_text.encode(),
                      prepared.bundle, True, opener, cast.signers,  # type: ignore[arg-type]
                      device_name="a throwaway SoftHSM2 token (made when opened)",
-                     authorization=Presented(prepared.sigs, str(prepared.sigs_path)))
+                     authorization=Presented(prepared.sigs, str(prepared.sigs_path)),
+                     attestation=attestation)
     return setup, prepared, stack

@@ -47,6 +47,8 @@ ENTRY_WORDS = {VERIFIED: "verified", CHECKED: "passed the checks that ran (the v
                "stopped at a later failure)", FAILED: "FAILED verification",
                UNVERIFIED: "not verified (the verifier stopped before it)"}
 SIGNED_EVENTS = ("approval", "witness.ack")
+# Signed by a participant too, outside a step's approvals (ADR 15).
+COSIGNED_EVENTS = ("deviation.approved", "seal.witnessed")
 
 
 # ------------------------------------------------------------------ the UI-free model
@@ -182,7 +184,7 @@ def _key(text: Any) -> bytes | None:
 def _signers(entry: Entry, script: Script | None, transcript_key: bytes | None,
              root: tuple[str, bytes] | None) -> tuple[Signer, ...]:
     p = entry.payload
-    if entry.event in SIGNED_EVENTS:
+    if entry.event in SIGNED_EVENTS or entry.event in COSIGNED_EVENTS:
         statement = p.get("statement")
         pid = str(statement.get("participant")) if isinstance(statement, dict) else entry.actor
         person = script.participant(pid) if script else None

@@ -470,6 +470,7 @@ class CeremonyScreen(_Base):
         Binding("a", "abort", "Abort"),
         Binding("t", "transcript", "Transcript"),
         Binding("p", "roll_call", "Roll call"),
+        Binding("d", "deviation", "Declare a deviation", show=False),
         Binding("escape", "leave_input", "Back to keys", show=False),
         Binding("q", "app.quit", "Quit"),
     ]
@@ -540,8 +541,13 @@ class CeremonyScreen(_Base):
             needs.append("Who acts: the administrator reads the instructions aloud.\n")
             button.label = "Begin this step (n)"
         elif isinstance(prompt, ApprovalNeeded):
-            kind = "approvals" if prompt.role == "custodian" else "witness acknowledgements"
-            who = "custodians" if prompt.role == "custodian" else "witnesses"
+            from ceremony.tui.deviation import approval_words, signing_title
+
+            kind, who = approval_words(prompt)
+            if prompt.kind != "step":  # a deviation's approvals, the seal's co-signatures
+                heading, said = signing_title(engine, prompt)
+                title.update(heading)
+                instructions.update(said)
             needs.append(f"Who acts: {who}, each signing with their own key.\n")
             got = ", ".join(participant_label(engine.script, p) for p in prompt.collected)
             needs.append(f"{MISSING} {kind} collected {len(prompt.collected)} of "
@@ -564,6 +570,8 @@ class CeremonyScreen(_Base):
             needs.append(prompt.description)
             button.label = ("Do it: run the action on the token (n)"
                             if prompt.action != "none" else "Complete this step (n)")
+        elif _typed_secret_needs(engine, prompt, needs, button):
+            pass
         elif isinstance(prompt, SharesNeeded):
             needs.append("Who acts: the custodians, each typing their share privately.\n")
             needs.append_text(group_progress_text(prompt))
@@ -617,7 +625,9 @@ class CeremonyScreen(_Base):
         has_signer = pid in self.ceremony.setup.signers
         text = Text(f"{participant_label(self.engine.script, pid)}")
         text.append(f"  {'present' if here else 'ABSENT'}")
-        text.append("" if has_signer else "  (no signing device)")
+        if not has_signer:
+            cards = self.ceremony.setup.cards is not None
+            text.append("  (with their card)" if cards else "  (no signing device)")
         return text
 
     def prompt(self) -> Prompt:
@@ -627,7 +637,7 @@ class CeremonyScreen(_Base):
         from ceremony.engine.prompts import Finished
 
         finished = isinstance(self.prompt(), Finished)
-        if action in ("abort", "roll_call"):
+        if action in ("abort", "roll_call", "deviation"):
             return not finished
         return True
 
@@ -683,9 +693,16 @@ class CeremonyScreen(_Base):
             self.app.push_screen(RecoveryScreen(), lambda _: self.refresh_view())
         elif isinstance(prompt, Finished):
             app.exit(prompt.outcome)
+        else:
+            _open_typed_secret(self, prompt)
 
     def action_abort(self) -> None:
         self.app.push_screen(AbortModal())
+
+    def action_deviation(self) -> None:
+        from ceremony.tui.deviation import DeviationModal
+
+        self.app.push_screen(DeviationModal())
 
     def action_transcript(self) -> None:
         self.query_one("#entries", OptionList).focus()
@@ -695,6 +712,36 @@ class CeremonyScreen(_Base):
 
     def action_leave_input(self) -> None:
         self.query_one("#next", Button).focus()
+
+
+def _typed_secret_needs(engine: Engine, prompt: Prompt, needs: Text, button: Button) -> bool:
+    """The step line for custodian dice or the SLIP-39 passphrase (tui/entropy.py)."""
+    from ceremony.engine.prompts import DiceNeeded, PassphraseNeeded
+
+    if isinstance(prompt, DiceNeeded):
+        who = participant_label(engine.script, prompt.roller)
+        needs.append(f"Who acts: {who}, rolling a six-sided die.\n")
+        needs.append(f"{MISSING} {prompt.count} dice rolls for the seed", style="bold")
+        button.label = "Type the dice rolls (n)"
+        return True
+    if isinstance(prompt, PassphraseNeeded):
+        needs.append("Who acts: whoever holds the SLIP-39 passphrase, typing it masked.\n")
+        needs.append(f"{MISSING} the passphrase" + (", typed twice" if prompt.twice else ""),
+                     style="bold")
+        needs.append(f"\n{prompt.warning}")
+        button.label = "Type the passphrase (n)"
+        return True
+    return False
+
+
+def _open_typed_secret(screen: CeremonyScreen, prompt: Prompt) -> None:
+    from ceremony.engine.prompts import DiceNeeded, PassphraseNeeded
+    from ceremony.tui.entropy import DiceScreen, PassphraseScreen
+
+    if isinstance(prompt, DiceNeeded):
+        screen.app.push_screen(DiceScreen(prompt), lambda _: screen.refresh_view())
+    elif isinstance(prompt, PassphraseNeeded):
+        screen.app.push_screen(PassphraseScreen(prompt), lambda _: screen.refresh_view())
 
 
 # ------------------------------------------------------------------ shares
@@ -1194,6 +1241,15 @@ class RecoveryScreen(_Base):
 
     def on_screen_resume(self) -> None:
         # Back from an error (a failed rebuild rolls the action back: shares are void).
+        from ceremony.engine.prompts import PassphraseNeeded
+
+        engine = self.ceremony.engine
+        if engine is not None and isinstance(engine.next_prompt(), PassphraseNeeded) and \
+                self.app.screen is self:
+            # A wrong passphrase rebuilt another key: it is asked for again first.
+            self.dismiss()
+            self.ceremony.refresh_screen()
+            return
         if self.is_mounted and self.query("#custodians"):
             self.refresh_view()
 
@@ -1413,7 +1469,8 @@ class HelpModal(ModalScreen[None]):
                 if status.needed:
                     text.append(f" ({len(status.collected)} of {status.needed})")
                 text.append("\n")
-        text.append("\nKeys: n next action, a abort (type ABORT), t transcript (Enter on an "
+        text.append("\nKeys: n next action, a abort (type ABORT), d declare a deviation, "
+                    "t transcript (Enter on an "
                     "entry shows it), p roll call, ? or F1 help, q quit (resume later).")
         with VerticalScroll(classes="dialog", id="help"):
             yield Static(text)

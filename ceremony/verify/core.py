@@ -23,7 +23,9 @@ The steps, in order (docs/transcript-format.md specifies each rule):
                a recovery's key was rebuilt from recorded shares that reach the thresholds
 8. policy     the script complies with its policy (for a rehearsal, as recorded)
 9. seal       the last entry is the seal, covering everything before it, with a valid outcome
-10. checksums SHA256SUMS lists every file with its digest and is signed by the transcript key
+10. checksums SHA256SUMS lists every file with its digest and is signed by the transcript key;
+               the printed transcript inside the bundle (transcript.pdf, when the ceremony
+               made one) names this transcript's head on its pages
 
 The seal runs before the checksums so that every check of the transcript's own content
 comes first: a transcript attack (a removed seal, say) is reported at the line it breaks,
@@ -34,6 +36,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +49,7 @@ from ceremony import health
 from ceremony.canonical import sha256_hex
 from ceremony.errors import BundleFormatError, CeremonyError
 from ceremony.model import statements as st
+from ceremony.model.attestation import GATE, attestation_problem
 from ceremony.model.authorization import BUNDLE_SIGS_FILE, record_problem
 from ceremony.model.policy import Policy, parse_policy
 from ceremony.model.recovery import (
@@ -58,7 +63,7 @@ from ceremony.model.recovery import (
     recovery_problem,
 )
 from ceremony.model.rules import check_policy
-from ceremony.model.script import Script, Step, parse_script
+from ceremony.model.script import Script, Step, card_delivery, parse_script
 from ceremony.transcript import (
     GENESIS,
     TIME_SHAPE,
@@ -76,6 +81,7 @@ TRANSCRIPT_FILE = "transcript.jsonl"
 ROOT_PEM_FILE = "root-public-key.pem"
 CHECKSUMS_FILE = "SHA256SUMS"
 CHECKSUMS_SIG_FILE = "SHA256SUMS.sig"
+PRINTED_FILE = "transcript.pdf"  # the printed transcript, made after the seal (ADR 16)
 REQUIRED_FILES = (SCRIPT_FILE, POLICY_FILE, TRANSCRIPT_FILE, CHECKSUMS_FILE, CHECKSUMS_SIG_FILE)
 STEP_NAMES = ("bundle", "parse", "chain", "time", "start", "signatures", "quorum", "policy",
               "seal", "checksums")
@@ -84,8 +90,9 @@ STEP_NAMES = ("bundle", "parse", "chain", "time", "start", "signatures", "quorum
 PAYLOAD_FIELDS: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in {
     "ceremony.started": ("tool", "script_id", "script_version", "script_sha256", "policy_id",
                          "policy_version", "policy_sha256", "rehearsal", "transcript_key",
-                         "token", "leftovers_destroyed", "authorization", "rollback"),
-    "ceremony.resumed": ("after_seq", "repaired_bytes"),
+                         "token", "leftovers_destroyed", "authorization", "rollback",
+                         "attestation"),
+    "ceremony.resumed": ("after_seq", "repaired_bytes", "attestation"),
     "step.started": ("index", "title", "action", "step_digest"),
     "approval": ("statement", "signature"),
     "witness.ack": ("statement", "signature"),
@@ -116,8 +123,13 @@ PAYLOAD_FIELDS: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in {
     "ceremony.aborted": ("reason", "destroyed_objects", "removed_share_sheets",
                          "removed_files"),
     "seal": ("statement", "transcript_signature", "root_key_signature"),
+    # ADR 15: a deviation from the script, its custodians' approvals, the seal's witnesses.
+    "deviation": ("kind", "reason", "quorum"),
+    "deviation.approved": ("statement", "signature"),
+    "seal.witnessed": ("statement", "signature"),
 }.items()}
 OPTIONAL_FIELDS = {"seal": frozenset({"root_key_signature"}),
+                   "ceremony.resumed": frozenset({"attestation"}),  # a resume that attested
                    "root_key.created": frozenset({"wrapped"})}  # RSA only
 
 
@@ -189,13 +201,21 @@ class _Fail(Exception):
         self.requirement = requirement
 
 
-def verify_bundle(bundle: Path) -> Report:
-    """Run every step on ``bundle``; the first failure stops the steps after it."""
+def verify_bundle(bundle: Path, *, sealing: bool = False) -> Report:
+    """Run every step on ``bundle``; the first failure stops the steps after it.
+
+    ``sealing``: the engine's own check of a just-sealed bundle, before its checksum list
+    exists (to print the transcript into the bundle, ADR 16): step 1 does not ask for the
+    list and step 10 is not run, so the report is never ``ok``; steps 1 to 9 are.
+    """
     report = Report(str(bundle))
-    ctx: dict[str, Any] = {"bundle": bundle}
+    ctx: dict[str, Any] = {"bundle": bundle, "sealing": sealing}
     checks = (_bundle, _parse, _chain, _time, _start, _signatures, _quorum, _policy,
               _seal, _checksums)
     for result, check in zip(report.steps, checks, strict=True):
+        if sealing and check is _checksums:
+            result.detail = "not run: the checksum list is signed after the printout"
+            break
         try:
             check(ctx, report)
         except _Fail as exc:
@@ -217,7 +237,8 @@ def _bundle(ctx: dict[str, Any], report: Report) -> None:
     bundle: Path = ctx["bundle"]
     if not bundle.is_dir():
         raise _Fail(f"{bundle} is not a directory")
-    missing = [name for name in REQUIRED_FILES if not (bundle / name).is_file()]
+    required = REQUIRED_FILES[:3] if ctx.get("sealing") else REQUIRED_FILES
+    missing = [name for name in required if not (bundle / name).is_file()]
     if missing:
         raise _Fail(f"missing {', '.join(missing)}")
 
@@ -321,6 +342,7 @@ def _start(ctx: dict[str, Any], report: Report) -> None:
             raise _Fail("a second ceremony.started entry", line)
     report.rehearsal = p["rehearsal"]
     _check_authorization(ctx, first)
+    _check_attestation(ctx, lines)
     if script.recovery is not None:
         _check_original(ctx, report, first)
 
@@ -334,6 +356,37 @@ def _check_authorization(ctx: dict[str, Any], first: Line) -> None:
                              sigs=path.read_bytes() if path.is_file() else None)
     if problem:
         raise _Fail(problem[0], first, requirement=problem[1])
+
+
+# Entries that show a secret existed: a seed made, a share taken in, a key rebuilt.
+SECRET_EVENTS = ("entropy.collected", "share.presented", "root_key.recovered")
+
+
+def _check_attestation(ctx: dict[str, Any], lines: list[Line]) -> None:
+    """CER-ATTEST: ceremony.started's attestation record passes (every check passed, or
+    was waived by the rehearsal in a rehearsal bundle or by a quorum whose signatures
+    verify with the script's identity keys, bound to this ceremony and script), and every
+    session that made or took in a secret attested: the start, or a resume that
+    recorded its own passing attestation."""
+    script, policy = ctx["script"], ctx["policy"]
+    rehearsal = lines[0].entry.payload["rehearsal"]
+    attested: Line | None = None
+    for line in lines:
+        e = line.entry
+        if e.event == "ceremony.started" or (e.event == "ceremony.resumed" and
+                                             "attestation" in e.payload):
+            problem = attestation_problem(e.payload["attestation"], policy, rehearsal,
+                                          script=script, at=e.time)
+            if problem:
+                raise _Fail(f"the environment attestation in {e.event} does not hold: "
+                            f"{problem[0]}", line, requirement=problem[1])
+            attested = line
+        elif e.event == "ceremony.resumed":
+            attested = None
+        elif e.event in SECRET_EVENTS and attested is None:
+            raise _Fail(f"{e.event} after a resume that did not attest the environment "
+                        "again: a secret existed on a machine that was not attested", line,
+                        requirement=GATE)
 
 
 def _check_original(ctx: dict[str, Any], report: Report, first: Line) -> None:
@@ -386,9 +439,10 @@ def _signatures(ctx: dict[str, Any], report: Report) -> None:
     policy: Policy = ctx["policy"]
     transcript_key: bytes = ctx["transcript_key"]
     root: tuple[str, bytes] | None = None  # (kind, public key bytes)
+    witnessed: list[dict[str, Any]] = []  # the seal's co-signatures, as the seal names them
     for line in ctx["lines"]:
         e, p = line.entry, line.entry.payload
-        if e.event in ("approval", "witness.ack"):
+        if e.event in ("approval", "witness.ack", "deviation.approved", "seal.witnessed"):
             statement = p["statement"]
             if not isinstance(statement, dict):
                 raise _Fail("the approval statement is not an object", line)
@@ -399,7 +453,9 @@ def _signatures(ctx: dict[str, Any], report: Report) -> None:
             if not st.verify_ed25519(participant.public_key_bytes, _sig(p["signature"], line),
                                      st.message(statement)):
                 raise _Fail(f"the signature of {e.actor!r} does not verify with their "
-                            "identity key", line)
+                            "identity key", line, requirement=_SIGNED_RULE.get(e.event, ""))
+            if e.event == "seal.witnessed":
+                witnessed.append({"participant": e.actor, "seq": e.seq})
         elif e.event == "checkpoint":
             expected = st.checkpoint_statement(ceremony=e.ceremony, seq=e.seq - 1, head=e.prev)
             if p["statement"] != expected:
@@ -430,9 +486,11 @@ def _signatures(ctx: dict[str, Any], report: Report) -> None:
         elif e.event == "seal":
             statement = p["statement"]
             outcome = statement.get("outcome") if isinstance(statement, dict) else None
+            named = witnessed if outcome == "completed" and policy.seal_witnesses else None
             expected = st.seal_statement(
                 ceremony=e.ceremony, script_sha256=script.sha256, policy_sha256=policy.sha256,
-                head=e.prev, entries=e.seq, outcome=str(outcome), time=e.time)
+                head=e.prev, entries=e.seq, outcome=str(outcome), time=e.time,
+                witnesses=named)
             if statement != expected or e.actor != "engine" or e.step is not None:
                 raise _Fail("the seal statement does not match the transcript it closes", line)
             if not st.verify_ed25519(transcript_key, _sig(p["transcript_signature"], line),
@@ -447,6 +505,10 @@ def _signatures(ctx: dict[str, Any], report: Report) -> None:
                     raise _Fail("the seal's root-key signature (proof of possession) does "
                                 "not verify", line)
     ctx["root"] = root
+
+
+# The requirement a bad signature on these entries breaks (docs/requirements.md).
+_SIGNED_RULE = {"deviation.approved": "CER-DEVIATION", "seal.witnessed": "CER-SEAL-WITNESS"}
 
 
 def _wrapped_record(kind: str, line: Line) -> str | None:
@@ -495,6 +557,17 @@ class _Attempt:
     action_done: bool = False
     presented: list[tuple[str, int, int]] = field(default_factory=list)  # recovery shares
     recovered: bool = False
+    failures: int = 0  # rollbacks of the action, and the step-retried deviations for them
+    retries: int = 0
+
+
+@dataclass
+class _OpenDeviation:
+    """A deviation waiting for its custodians' approvals (ADR 15)."""
+
+    line: Line
+    quorum: int
+    approvals: list[str] = field(default_factory=list)
 
 
 def _step_digest(script: Script, step: Step) -> str:
@@ -507,8 +580,16 @@ def _quorum(ctx: dict[str, Any], report: Report) -> None:
     index = 0
     attempt: _Attempt | None = None
     aborted = False
+    dev: _OpenDeviation | None = None
+    witnesses: list[str] = []
+    ctx["seal_witnesses"] = witnesses
+    steps_done_at = ""
     for line in ctx["lines"]:
         e, p = line.entry, line.entry.payload
+        if e.event == "seal" and dev is not None and not aborted:
+            raise _Fail(f"the ceremony was sealed while the deviation at line "
+                        f"{dev.line.number} had {len(dev.approvals)} of {dev.quorum} "
+                        "custodian approvals", line, requirement="CER-DEVIATION")
         if e.event == "ceremony.started":
             token = p["token"]
             problem = script.token.activation.problem(
@@ -523,6 +604,21 @@ def _quorum(ctx: dict[str, Any], report: Report) -> None:
             continue
         if aborted:
             raise _Fail(f"{e.event} after the ceremony was aborted", line)
+        if e.event in ("deviation", "deviation.approved"):
+            dev = _check_deviation(ctx, attempt, dev, line)
+            continue
+        if dev is not None and e.event != "action.rolled_back":
+            raise _Fail(f"{e.event} while the deviation at line {dev.line.number} had "
+                        f"{len(dev.approvals)} of {dev.quorum} custodian approvals (the "
+                        "ceremony went on before they were given)", line,
+                        requirement="CER-DEVIATION")
+        if e.event == "seal.witnessed":
+            if attempt is not None or index < len(steps) or e.step is not None:
+                raise _Fail("a seal co-signature before the last step completed", line,
+                            requirement="CER-SEAL-WITNESS")
+            _check_seal_witness(script, witnesses, steps_done_at, line)
+            witnesses.append(e.actor)
+            continue
         if e.event == "step.started":
             if index >= len(steps):
                 raise _Fail("a step starts after the last step of the script", line)
@@ -555,6 +651,10 @@ def _quorum(ctx: dict[str, Any], report: Report) -> None:
                 raise _Fail(f"action {p['action']!r} is not the action of step {step.id!r}",
                             line)
             _require_authorized(step, attempt, line)
+            if attempt.failures > attempt.retries:
+                raise _Fail(f"the action of step {step.id!r} ran again after it was rolled "
+                            "back, without a step-retried deviation", line,
+                            requirement="CER-DEVIATION")
             attempt.action_open, attempt.action_done = True, False
             attempt.presented, attempt.recovered = [], False
         elif e.event in ACTION_EVENTS or e.event == "action.completed":
@@ -564,8 +664,10 @@ def _quorum(ctx: dict[str, Any], report: Report) -> None:
                 raise _Fail(f"{e.event} in a {step.action} step", line)
             if e.event == "entropy.collected":
                 _check_entropy(p, line)
+                _check_dice(script, p, line)
             if e.event == "shares.created":
                 _check_share_proof(script, p, line)
+                _check_card_delivery(script, p, line)
             if e.event == "share.presented":
                 _check_presented(ctx["original"], attempt, line)
             if e.event == "root_key.recovered":
@@ -576,6 +678,7 @@ def _quorum(ctx: dict[str, Any], report: Report) -> None:
                                 "the root key", line, requirement="CER-RECOVERY")
                 attempt.action_open, attempt.action_done = False, True
         elif e.event == "action.rolled_back":
+            attempt.failures += 1
             attempt.action_open = attempt.action_done = False
             attempt.presented, attempt.recovered = [], False
         elif e.event == "step.completed":
@@ -584,6 +687,7 @@ def _quorum(ctx: dict[str, Any], report: Report) -> None:
                 raise _Fail(f"step {step.id!r} completed without its action completing", line)
             index += 1
             attempt = None
+            steps_done_at = e.time
     ctx["completed_steps"] = index
     ctx["aborted"] = aborted
 
@@ -594,6 +698,94 @@ ACTION_EVENTS = {"entropy.collected": "provision_root_key", "root_key.created":
                  "certificate.created": "certify_root_key", "csr.created": "certify_root_key",
                  "share.presented": "recover_root_key",
                  "root_key.recovered": "recover_root_key"}
+
+
+def _check_deviation(ctx: dict[str, Any], attempt: _Attempt | None,
+                     dev: _OpenDeviation | None, line: Line) -> _OpenDeviation | None:
+    """A deviation, or a custodian's approval of the open one (ADR 15); the deviation still
+    open after it (None once its quorum is reached)."""
+    script: Script = ctx["script"]
+    policy: Policy = ctx["policy"]
+    e, p = line.entry, line.entry.payload
+    here = attempt.step.id if attempt is not None else None
+    if e.event == "deviation":
+        if dev is not None:
+            raise _Fail(f"a deviation declared while the one at line {dev.line.number} "
+                        "was not yet approved", line, requirement="CER-DEVIATION")
+        reason = p["reason"]
+        if p["kind"] not in st.DEVIATION_KINDS or not isinstance(reason, str) or \
+                not reason.strip() or len(reason) > 400 or \
+                script.participant(e.actor) is None or e.step != here:
+            raise _Fail("the deviation does not name a known kind, a reason, a participant "
+                        "who declared it and the step it was declared in", line,
+                        requirement="CER-DEVIATION")
+        if type(p["quorum"]) is not int or p["quorum"] != policy.deviation_quorum:
+            raise _Fail(f"the deviation asks for {p['quorum']!r} approvals, but the policy's "
+                        f"[deviations] quorum is {policy.deviation_quorum}", line,
+                        requirement="CER-DEVIATION")
+        if p["kind"] == "step-retried":
+            if attempt is None or attempt.failures <= attempt.retries:
+                raise _Fail("a step-retried deviation where no action was rolled back", line,
+                            requirement="CER-DEVIATION")
+            attempt.retries += 1
+        return _OpenDeviation(line, p["quorum"]) if p["quorum"] > 0 else None
+    if dev is None:
+        raise _Fail(f"{e.actor!r} approved a deviation, but none is waiting for approval",
+                    line, requirement="CER-DEVIATION")
+    declared, statement = dev.line.entry, p["statement"]
+    who = script.participant(e.actor)
+    if who is None or who.role != "custodian" or e.step != declared.step:
+        raise _Fail(f"{e.actor!r} is not a custodian, who approve deviations", line,
+                    requirement="CER-DEVIATION")
+    if e.actor in dev.approvals:
+        raise _Fail(f"{e.actor!r} approved the deviation at line {dev.line.number} twice",
+                    line, requirement="CER-DEVIATION")
+    expected = st.deviation_statement(
+        ceremony=script.ceremony_id, script_sha256=script.sha256, deviation=dev.line.hash,
+        seq=declared.seq, step=declared.step, kind=declared.payload["kind"],
+        reason=declared.payload["reason"], participant=e.actor,
+        time=str(statement.get("time")))
+    if statement != expected:
+        raise _Fail(f"the approval of {e.actor!r} is bound to another deviation, ceremony "
+                    f"or script than the deviation at line {dev.line.number} (replayed?)",
+                    line, requirement="CER-DEVIATION")
+    _check_window(statement, declared.time, line)
+    dev.approvals.append(e.actor)
+    return None if len(dev.approvals) >= dev.quorum else dev
+
+
+def _check_seal_witness(script: Script, witnesses: list[str], since: str,
+                        line: Line) -> None:
+    """A witness's co-signature of the seal: a named witness, once, bound to the transcript
+    as it stood (head and entry count) when they signed (ADR 15)."""
+    e, statement = line.entry, line.entry.payload["statement"]
+    who = script.participant(e.actor)
+    if who is None or who.role != "witness":
+        raise _Fail(f"{e.actor!r} is not a witness of the script, who co-sign the seal",
+                    line, requirement="CER-SEAL-WITNESS")
+    if e.actor in witnesses:
+        raise _Fail(f"{e.actor!r} co-signed the seal twice", line,
+                    requirement="CER-SEAL-WITNESS")
+    expected = st.seal_witness_statement(
+        ceremony=script.ceremony_id, script_sha256=script.sha256, head=e.prev,
+        entries=e.seq, outcome="completed", participant=e.actor,
+        time=str(statement.get("time")))
+    if statement != expected:
+        raise _Fail(f"the seal co-signature of {e.actor!r} is bound to another ceremony, "
+                    "script or transcript head (replayed?)", line,
+                    requirement="CER-SEAL-WITNESS")
+    _check_window(statement, since, line)
+
+
+def _check_window(statement: dict[str, Any], since: str, line: Line) -> None:
+    try:
+        signed = parse_time(str(statement["time"]))
+        opened = parse_time(since)
+    except ValueError:
+        raise _Fail("the signature's time is malformed", line) from None
+    if not opened <= signed <= parse_time(line.entry.time):
+        raise _Fail(f"the signature of {line.entry.actor!r} was made outside its window",
+                    line)
 
 
 def _check_presented(original: Original, attempt: _Attempt, line: Line) -> None:
@@ -640,8 +832,10 @@ def _check_share_proof(script: Script, payload: dict[str, Any], line: Line) -> N
     scheme = script.shares
     expected = scheme.quorums
     check = payload["reconstruction_check"]
-    if (payload["iteration_exponent"], payload["extendable"]) != (scheme.iteration_exponent,
-                                                                  scheme.extendable):
+    if (payload["iteration_exponent"], payload["extendable"],
+            payload.get("passphrase", "none")) != (
+            scheme.iteration_exponent, scheme.extendable,
+            "required" if scheme.passphrase else "none"):
         raise _Fail("the shares were made with other SLIP-39 parameters than the script's",
                     line, requirement="CER-SHARES-PROOF")
     if not isinstance(check, dict) or check.get("result") != "passed" or \
@@ -650,7 +844,44 @@ def _check_share_proof(script: Script, payload: dict[str, Any], line: Line) -> N
                     "rebuild the seed", line, requirement="CER-SHARES-PROOF")
 
 
-_HEALTH_SPECS = {"os": health.os_spec, "token": health.token_spec}  # made when used
+def _check_card_delivery(script: Script, payload: dict[str, Any], line: Line) -> None:
+    """Each share the script's [shares.delivery] sends to a card is recorded as delivered to
+    the card holding that custodian's identity key (CER-SHARE-CARD)."""
+    holders = payload["holders"]
+    for holder, places in script.shares.delivery:
+        participant = script.participant(holder)
+        if "card" not in places or participant is None:
+            continue
+        record = next((h for h in holders if isinstance(h, dict)
+                       and h.get("participant") == holder), {})
+        where = record.get("delivered_to")
+        if not isinstance(where, str) or not where.startswith(
+                card_delivery(sha256_hex(participant.public_key_bytes)) + " "):
+            raise _Fail(f"the script sends {holder}'s share to their card, but the transcript "
+                        f"does not record it delivered to the card with {holder}'s key", line,
+                        requirement="CER-SHARE-CARD")
+
+
+_HEALTH_SPECS = {"os": health.os_spec, "token": health.token_spec,  # made when used
+                 "dice": health.dice_spec}
+
+
+def _check_dice(script: Script, payload: dict[str, Any], line: Line) -> None:
+    """The seed took exactly the dice the script's [entropy] asks for, from its roller, and
+    no dice when it asks for none."""
+    sources = payload["sources"]
+    dice = [s for s in sources if isinstance(s, dict) and s.get("source") == "dice"]
+    entropy = script.entropy
+    if not entropy.dice_rolls:
+        if dice:
+            raise _Fail("entropy.collected lists dice, but the script asks for none", line,
+                        requirement="CER-DICE")
+        return
+    if len(dice) != 1 or (dice[0].get("bytes"), dice[0].get("rolled_by")) != (
+            entropy.dice_rolls, entropy.dice_roller):
+        raise _Fail(f"the seed did not take the {entropy.dice_rolls} dice rolls of "
+                    f"{entropy.dice_roller} that the script's [entropy] asks for", line,
+                    requirement="CER-DICE")
 
 
 def _check_entropy(payload: dict[str, Any], line: Line) -> None:
@@ -754,6 +985,48 @@ def _checksums(ctx: dict[str, Any], report: Report) -> None:
     statement = st.checksums_statement(ceremony=ctx["script"].ceremony_id, checksums=sums)
     if not st.verify_ed25519(ctx["transcript_key"], signature, st.message(statement)):
         raise _Fail(f"{CHECKSUMS_SIG_FILE} does not verify with the transcript key")
+    if PRINTED_FILE in listed:
+        _check_printed(bundle / PRINTED_FILE, str(report.head))
+
+
+def _check_printed(path: Path, head: str) -> None:
+    """The printed transcript is a PDF whose pages name this transcript head.
+
+    Its bytes are already covered by the signed checksum list; this binds its content to
+    the transcript: the head printed in every page's footer is read from the page content
+    streams (inflated with zlib, as a PDF reader would), so a printout of another
+    transcript, signed into the list by mistake, is refused. The verifier needs no PDF
+    library for it (ADR 16).
+    """
+    data = path.read_bytes()
+    if not data.startswith(b"%PDF-"):
+        raise _Fail(f"{PRINTED_FILE} is not a PDF", requirement="CER-PRINT")
+    if head.encode() not in pdf_page_text(data):
+        raise _Fail(f"{PRINTED_FILE} does not name the transcript head {head} on its pages "
+                    "(the printout of another transcript?)", requirement="CER-PRINT")
+
+
+_STREAM = re.compile(rb"<<(?:[^<>]|<<[^<>]*>>)*>>\s*stream\r?\n")
+_MAX_INFLATED = 64 * 2**20
+
+
+def pdf_page_text(data: bytes) -> bytes:
+    """The PDF's streams, inflated when FlateDecode, concatenated (bounded in size)."""
+    out = bytearray()
+    for match in _STREAM.finditer(data):
+        end = data.find(b"endstream", match.end())
+        if end < 0:
+            break
+        body = data[match.end():end]
+        if b"/FlateDecode" in match.group(0):
+            try:
+                body = zlib.decompressobj().decompress(body, _MAX_INFLATED - len(out))
+            except zlib.error:
+                continue
+        out += body
+        if len(out) >= _MAX_INFLATED:
+            break
+    return bytes(out)
 
 
 # ---------------------------------------------------------------- 9. seal
@@ -773,6 +1046,11 @@ def _seal(ctx: dict[str, Any], report: Report) -> None:
         if ctx["aborted"] or ctx["completed_steps"] != len(script.steps):
             raise _Fail(f"the seal says completed but {ctx['completed_steps']} of "
                         f"{len(script.steps)} steps completed", last)
+        witnessed, needed = len(ctx["seal_witnesses"]), ctx["policy"].seal_witnesses
+        if witnessed < needed:
+            raise _Fail(f"the seal was made with {witnessed} of the {needed} witness "
+                        "co-signatures the policy's [seal] asks for", last,
+                        requirement="CER-SEAL-WITNESS")
         _check_root_pem(ctx, last)
         _check_wrapped(ctx, last)
         try:

@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="a new card refuses command chaining (6884)")
     parser.add_argument("--no-extended", action="store_true",
                         help="a new card announces no extended length APDUs")
+    parser.add_argument("--pull-at", type=lambda text: int(text, 16), metavar="INS",
+                        help="leave the reader in the middle of the first command with this "
+                        "instruction byte (hex, e.g. 2A for PSO): a card pulled mid-command")
     args = parser.parse_args(argv)
 
     if not args.state.exists():
@@ -45,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     sock = connect(args.host, args.port, args.connect_timeout)
     try:
-        serve(card, sock)
+        serve(card, sock, args.pull_at)
     finally:
         sock.close()
     return 0

@@ -11,6 +11,12 @@ Systems", version 3.4 (the section numbers below are that document's):
   00DE, 00F9 KDF-DO.
 - PUT DATA (7.2.8, PW3): C1-C3 algorithm attributes (changing them deletes that key),
   C4 (its first byte), C7-C9 fingerprints, CE-D0 generation dates, 5B name, 5E login, F9.
+- Private use DOs 0101-0104 (4.4.1, 7.2.6, 7.2.8), announced by bit 0x08 of the extended
+  capabilities with their size in its bytes 7-8 (the maximum length of special DOs):
+  GET DATA 0101 and 0102 always, 0103 after VERIFY PW1 82, 0104 after VERIFY PW3; PUT
+  DATA 0101 and 0103 after VERIFY PW1 82, 0102 and 0104 after VERIFY PW3 (6982 otherwise,
+  6700 when longer than the size). Empty until written; an empty PUT DATA empties one.
+  ``CardState.factory(private_dos=False)`` makes a card without them (6A88, no 0x08 bit).
 - VERIFY (7.2.2): PW1 for signing (81) and for other commands (82), PW3 (83); P1 FF resets
   the status; no data reports it (9000 verified, 63CX not verified with X tries left).
   A wrong password counts down its retry counter (6982) and blocks at 0 (6983); the counter
@@ -34,8 +40,8 @@ expected, 6884 command chaining not supported.
 Not implemented (a test card needs none of it): the decryption and authentication keys
 (attributes only), key import, RSA and ECDSA keys (their attributes can be set, but such a
 key cannot be generated: 6985), PSO:DECIPHER, INTERNAL AUTHENTICATE, CHANGE REFERENCE DATA,
-RESET RETRY COUNTER, the resetting code, GET CHALLENGE, certificates (7F21), private DOs
-0101-0104, URL, UIF and touch, TERMINATE DF / ACTIVATE FILE, secure messaging, MSE.
+RESET RETRY COUNTER, the resetting code, GET CHALLENGE, certificates (7F21), URL, UIF and
+touch, TERMINATE DF / ACTIVATE FILE, secure messaging, MSE.
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ MAX_PIN = 127
 PW1_MIN, PW3_MIN = 6, 8
 MAX_COMMAND = MAX_RESPONSE = 0x0800
 MAX_SPECIAL_DO = 0xFF
+PRIVATE_DOS = (0x0101, 0x0102, 0x0103, 0x0104)
 PIN_TRIES = 3
 KEY_SLOTS = ("sig", "dec", "aut")
 CRT = {0xB6: "sig", 0xB8: "dec", 0xA4: "aut"}
@@ -141,15 +148,21 @@ class CardState:
     kdf: str = ""  # hex of the KDF-DO (F9); "" when the card has none
     chaining: bool = True
     extended: bool = True
+    private_dos: dict[str, str] = field(default_factory=dict)  # "0101" -> hex content
+    has_private_dos: bool = True
+    max_special_do: int = MAX_SPECIAL_DO  # the size of each private DO, login, F9
 
     @classmethod
     def factory(cls, *, serial: str | None = None, pin: bytes = b"123456",
                 admin_pin: bytes = b"12345678", algorithm: str = "rsa2048",
-                chaining: bool = True, extended: bool = True, kdf: bool = False) -> CardState:
+                chaining: bool = True, extended: bool = True, kdf: bool = False,
+                private_dos: bool = True, max_special_do: int = MAX_SPECIAL_DO) -> CardState:
         """A card as it comes from the factory: default PINs, no keys, RSA-2048 attributes
         (as YubiKeys and Nitrokeys ship) unless ``algorithm`` is "ed25519". With ``kdf`` the
         KDF-DO is on (as `gpg --card-edit` kdf-setup leaves it): the card stores and
-        compares the iterated-salted SHA-256 of each PIN, which the host must send."""
+        compares the iterated-salted SHA-256 of each PIN, which the host must send.
+        ``private_dos`` False: a card without the private use DOs 0101-0104;
+        ``max_special_do`` their size (and the login DO's, F9's)."""
         attributes = (ED25519_ATTRIBUTES if algorithm == "ed25519" else RSA2048_ATTRIBUTES).hex()
         kdf_do = b""
         if kdf:
@@ -161,7 +174,8 @@ class CardState:
             pin, admin_pin = s2k(pin, salts[0]), s2k(admin_pin, salts[2])
         return cls(serial=serial or secrets.token_hex(4), pw1=pin.hex(), pw3=admin_pin.hex(),
                    keys={slot: KeySlot(attributes) for slot in KEY_SLOTS},
-                   chaining=chaining, extended=extended, kdf=kdf_do.hex())
+                   chaining=chaining, extended=extended, kdf=kdf_do.hex(),
+                   has_private_dos=private_dos, max_special_do=max_special_do)
 
     @classmethod
     def load(cls, path: Path) -> CardState:
@@ -336,9 +350,11 @@ class OpenPgpCard:
                       s.pw3_tries])
 
     def extended_capabilities(self) -> bytes:
-        # PW status changeable (0x10), algorithm attributes changeable (0x04), KDF-DO (0x01)
-        return bytes([0x15, 0x00, 0x00, 0x00, 0x00, 0x00]) + MAX_SPECIAL_DO.to_bytes(2, "big") \
-            + b"\x00\x00"
+        # PW status changeable (0x10), private use DOs (0x08), algorithm attributes
+        # changeable (0x04), KDF-DO (0x01); bytes 7-8: the maximum length of special DOs
+        first = 0x15 | (0x08 if self.state.has_private_dos else 0)
+        return bytes([first, 0x00, 0x00, 0x00, 0x00, 0x00]) + \
+            self.state.max_special_do.to_bytes(2, "big") + b"\x00\x00"
 
     def extended_length_info(self) -> bytes:
         return tlv(0x02, MAX_COMMAND.to_bytes(2, "big")) + \
@@ -391,12 +407,18 @@ class OpenPgpCard:
             return self.key_information()
         if tag == 0x00F9 and s.kdf:
             return bytes.fromhex(s.kdf)
+        if tag in PRIVATE_DOS and s.has_private_dos:
+            if (tag == 0x0103 and not self.pw1_82) or (tag == 0x0104 and not self.pw3):
+                raise CardStatus(SW_SECURITY_STATUS)
+            return bytes.fromhex(s.private_dos.get(f"{tag:04X}", ""))
         raise CardStatus(SW_DO_NOT_FOUND)
 
     def put_data(self, apdu: Apdu) -> bytes:
         if apdu.p1 == 0x3F and apdu.p2 == 0xFF:  # odd-INS key import is not supported
             raise CardStatus(SW_WRONG_P1P2)
         tag = apdu.p1 << 8 | apdu.p2
+        if tag in PRIVATE_DOS and self.state.has_private_dos:
+            return self._put_private(tag, apdu.data)
         known = {0x00C1, 0x00C2, 0x00C3, 0x00C4, 0x00C7, 0x00C8, 0x00C9, 0x00CE, 0x00CF,
                  0x00D0, 0x005B, 0x005E, 0x00F9}
         if tag not in known:
@@ -436,6 +458,16 @@ class OpenPgpCard:
             if len(data) > MAX_SPECIAL_DO:
                 raise CardStatus(SW_WRONG_LENGTH)
             s.kdf = data.hex()
+        self._save()
+        return b""
+
+    def _put_private(self, tag: int, data: bytes) -> bytes:
+        """PUT DATA 0101-0104: PW1 (82) for 0101 and 0103, PW3 for 0102 and 0104."""
+        if not (self.pw1_82 if tag in (0x0101, 0x0103) else self.pw3):
+            raise CardStatus(SW_SECURITY_STATUS)
+        if len(data) > self.state.max_special_do:
+            raise CardStatus(SW_WRONG_LENGTH)
+        self.state.private_dos[f"{tag:04X}"] = data.hex()
         self._save()
         return b""
 

@@ -57,8 +57,12 @@ def connect(host: str, port: int, timeout: float) -> socket.socket:
         return sock
 
 
-def serve(card: OpenPgpCard, sock: socket.socket) -> None:
-    """Answer vpcd until it closes the connection (pcscd stopped or the reader went away)."""
+def serve(card: OpenPgpCard, sock: socket.socket, pull_at: int | None = None) -> None:
+    """Answer vpcd until it closes the connection (pcscd stopped or the reader went away).
+
+    With ``pull_at`` (an instruction byte), the card is pulled out in the middle of the
+    first such command: the connection closes before any answer, as a card yanked from
+    the reader while it computes (tests of a card removed mid-signature)."""
     while True:
         header = _receive(sock, 2)
         if header is None:
@@ -72,4 +76,6 @@ def serve(card: OpenPgpCard, sock: socket.socket) -> None:
             elif payload[0] in (POWER_OFF, POWER_ON, RESET):
                 card.power_cycle()
             continue
+        if pull_at is not None and payload[1] == pull_at:
+            return
         _send(sock, card.process(payload))

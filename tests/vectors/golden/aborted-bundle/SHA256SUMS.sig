@@ -1,1 +1,1 @@
-dHZBu48EgI5dAsHGGM22lzgckimcph9suY8/5se+Xjjcb06VxgqaM2dtwGTA+cHbenYt7zdDx60KdZ+n7udEDA==
+s8NnzDLXhc+f0G9NR0XkpFx+B072/Zj0XXFrR75fVf4oz4QaxUnojby9e/97K5pxX3J37pttwP7C90YZ67NzDQ==

@@ -1,1 +1,1 @@
-P9HOzf5rss3Mif55jHPTwskSvkQjIa5k8SSg3QoxKBf2jczfI65cnpU18qfo1q4h9nBZoKt2owRNtfiPm3FBAw==
+8pnIUWMFzi+cvamDIujttX2Yz9koTjjskNk9str9VcAKIl/LtiNeg4nPD1d8W3WJQAg08Y7gI/xNZAlthFYyAA==
