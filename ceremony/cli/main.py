@@ -175,6 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ceremony.hardening import forbid_core_dumps
+
+    try:
+        forbid_core_dumps()  # before any secret can exist in this process
+    except OSError as exc:
+        print(f"ceremony: cannot forbid core dumps of this process ({exc.strerror}); "
+              "secrets could reach the disk", file=sys.stderr)
+        return Kind.CHECK_FAILED.value
     try:
         args = build_parser().parse_args(argv)
         handler = {"rehearse": cmd_rehearse, "lint": cmd_lint, "run": cmd_run,
