@@ -6,7 +6,6 @@ no ceremony logic of its own.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -34,6 +33,7 @@ from ceremony.engine.typed_secrets import parse_rolls, read_secret_file, wipe_bu
 from ceremony.errors import AnswersError, InputError
 from ceremony.model import statements as st
 from ceremony.model.answers import Answers, StepAnswers
+from ceremony.model.sheet import share_words
 
 
 class Signer(Protocol):
@@ -194,10 +194,6 @@ def _present_shares(engine: Engine, prompt: SharesNeeded, answers: Answers,
     say(f"      the root key has the original's fingerprint {prompt.fingerprint}")
 
 
-# A share sheet's words are numbered lines ("  1. word"); any other file holds just the words.
-_NUMBERED_WORD = re.compile(r"^\s*\d+\.\s+(\S+)\s*$", re.M)
-
-
 def read_share_file(path: Path) -> str:
     """The words of the share in ``path``: a text share sheet, or a file of the words."""
     try:
@@ -208,5 +204,4 @@ def read_share_file(path: Path) -> str:
         raise InputError(f"the share file {path} is not UTF-8 text",
                          hint="give the text share sheet, or a file of the share's words"
                          ) from None
-    numbered = _NUMBERED_WORD.findall(text)
-    return " ".join(numbered) if numbered else " ".join(text.split())
+    return share_words(text)

@@ -24,6 +24,7 @@ from shamir_mnemonic.wordlist import WORD_INDEX_MAP
 
 from ceremony.engine.core import TRANSCRIPT_FILE, share_commitment
 from ceremony.errors import BundleFormatError, InputError, UsageError, VerificationError
+from ceremony.model.sheet import share_words
 from ceremony.transcript import parse_lines
 
 # SLIP-39: 7 metadata words (identifier, parameters, checksum) plus the share value.
@@ -156,7 +157,7 @@ def read_share(path: Path | None) -> str:
     if not text.strip():
         raise InputError(f"the share file {path} is empty",
                          hint="put the share's words in it, separated by spaces")
-    return text
+    return share_words(text)  # the text share sheet itself, or just the words
 
 
 def check_share(reference: Reference, text: str) -> ShareCheck:

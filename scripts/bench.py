@@ -495,7 +495,10 @@ def bench_shares(repeat: int) -> None:
     from ceremony.adapters.slip39 import Slip39Splitter
 
     secret = bytearray(os.urandom(32))
-    for threshold, members, exponent in ((2, 3, 1), (5, 10, 1), (8, 16, 1)):
+    # 3-of-5 and 5-of-9 are issue 5's targets (under 2 s on a 2-core machine); the others
+    # show how the proof grows.
+    for threshold, members, exponent in ((2, 3, 1), (3, 5, 1), (5, 9, 1), (5, 10, 1),
+                                         (8, 16, 1)):
         count = math.comb(members, threshold)
         say(f"\n== shares: prove all {count:,} quorums of {threshold} of {members} "
             f"(iteration exponent {exponent})")
@@ -521,9 +524,35 @@ def bench_shares(repeat: int) -> None:
             f"({ems_per * 1e3:.2f} ms per quorum)")
         say(f"full combine (PBKDF2), {len(sample)} quorums       {best['full'][0]:8.3f} s "
             f"({full_per * 1e3:.2f} ms per quorum; all would take {full_per * count:.1f} s)")
+        target = "< 2 s" if (threshold, members) in ((3, 5), (5, 9)) else "(no target)"
         TABLE.append((f"share proof {threshold}-of-{members} ({count:,} quorums)",
-                      f"{best['ems'][0]:.2f} s", f"{full_per / ems_per:.0f}x faster",
-                      "(no target)"))
+                      f"{best['ems'][0]:.2f} s", f"{full_per / ems_per:.0f}x faster", target))
+
+
+def bench_share_check(repeat: int, workdir: Path) -> None:
+    """`ceremony shares check BUNDLE --share-file F` as a custodian runs it, against the
+    interpreter's own start-up (`python -c pass`) in the same run."""
+    say("\n== shares check: one custodian checks their share against a rehearsal bundle")
+    if shutil.which("softhsm2-util") is None or not Path(SOFTHSM_MODULE).is_file():
+        say("SoftHSM2 is not installed here: skipped (scripts/setup.sh installs it)")
+        TABLE.append(("ceremony shares check", "skipped", "-", "< 1 s"))
+        return
+    out = workdir / "share-check"
+    run_quiet([str(CEREMONY), "rehearse", "--out", str(out)])
+    bundle = next(out.glob("**/bundle"))
+    sheet = sorted(out.glob("**/shares/*.txt"))[0]
+
+    def check() -> None:
+        run_quiet([str(CEREMONY), "shares", "check", str(bundle), "--share-file", str(sheet)])
+
+    def startup() -> None:
+        run_quiet([sys.executable, "-c", "pass"])
+
+    best = interleaved(repeat, {"check": check, "python": startup})
+    say(f"ceremony shares check        {best['check'][0]:6.3f} s")
+    say(f"python -c pass (baseline)    {best['python'][0]:6.3f} s")
+    TABLE.append(("ceremony shares check", f"{best['check'][0]:.3f} s",
+                  f"{best['check'][0] / best['python'][0]:.0f}x python start-up", "< 1 s"))
 
 
 # ---------------------------------------------------------------- 7. card
@@ -664,6 +693,7 @@ def main(argv: list[str] | None = None) -> int:
                        workdir / "sign")
         if "shares" in parts:
             bench_shares(repeat)
+            bench_share_check(repeat, workdir)
         if "card" in parts:
             bench_card(args.rounds or (20 if args.quick else 100), workdir / "card")
     finally:

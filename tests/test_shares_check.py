@@ -124,6 +124,16 @@ def test_intact_share_names_its_custodian(rehearsal: Rehearsal, tmp_path: Path,
     assert_no_share_in(result.stdout + result.stderr, mnemonic, str(tmp_path))
 
 
+def test_the_text_share_sheet_itself_is_accepted(rehearsal: Rehearsal) -> None:
+    """A custodian passes the sheet they were handed: only its numbered words count."""
+    sheet = next((rehearsal.out / "secret" / "shares").glob("*-carol-*.txt"))
+    assert "fingerprint" in sheet.read_text()  # a whole sheet, not just the words
+    result = check(rehearsal.bundle, sheet)
+    assert result.returncode == 0, result.stderr
+    assert "custodian carol, group 1 member 3" in result.stdout
+    assert_no_share_in(result.stdout + result.stderr, rehearsal.shares()["carol"])
+
+
 def test_typed_like_a_person_still_intact(rehearsal: Rehearsal, tmp_path: Path) -> None:
     """Upper case, one word per line, extra spaces: the same share."""
     mnemonic = rehearsal.shares()["bob"]
