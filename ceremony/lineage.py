@@ -3,8 +3,9 @@
 A record states what a verified, completed ceremony bundle says about its root key: the
 key (kind, label, id, public key, fingerprint), the SLIP-39 share set that rebuilds it
 (identifier, seed commitment), the certificates made for it, the ceremony (id, script and
-policy digests, transcript head, seal), the previous ceremony of the same key (a recovery
-names its original and embeds the original's record), and the key's lifecycle state with
+policy digests, transcript head, seal), the previous link (a recovery names its original
+and embeds the original's record; a rotation, whose script's ``[previous]`` names the key
+it replaces, embeds that key's record), and the key's lifecycle state with
 dated transitions (NIST SP 800-57 Part 1, 5.3). It is signed by a quorum of the custodians
 who could authorize the key: the approvers of the script's key step, at least as many as
 that step requires (docs/adr/0011-lineage-signed-by-custodians.md says why not the root key).
@@ -17,8 +18,9 @@ The document (docs/print-and-lineage.md), written as RFC 8785 canonical JSON and
 
 Each signature is Ed25519 over the canonical bytes of ``record``. Verification walks the
 chain back to the seed's ceremony: each link is recomputed from its bundle (the recovery
-bundle's ``original/`` copy for the link before it) and must be exactly the record, and its
-signatures must reach the threshold.
+bundle's ``original/`` copy for the link before it; the replaced key's bundle, given, for
+the link before a rotation) and must be exactly the record, and its signatures must reach
+the threshold.
 
 After the record, the key's state changes only by signed lifecycle events, appended to
 ``BUNDLE.lineage.events.jsonl`` and chained to the record by digest (ADR 14, the last
@@ -63,6 +65,9 @@ TRANSITIONS: dict[str | None, frozenset[str]] = {
     "destroyed": frozenset(),
 }
 _HEX = frozenset("0123456789abcdef")
+# The link a script's [previous] reason makes: a scheduled rotation, or the replacement of
+# a compromised key (ceremony.model.previous); a recovery's link is "recovery".
+RELATIONS = {"rotation": "rotation", "compromise": "replacement"}
 
 
 class LineageError(CheckFailed):
@@ -122,14 +127,17 @@ def _created_lifecycle(facts: Facts) -> dict[str, Any]:
 
 def expected_record(facts: Facts, previous: dict[str, Any] | None) -> dict[str, Any]:
     """The record a verified, completed bundle makes; ``previous`` is the original's
-    document for a recovery (embedded as it is), None for the ceremony that made the key."""
+    document for a recovery, the replaced key's document for a rotation (a script with
+    ``[previous]``; embedded as it is), None for a creation."""
     if facts.root is None or facts.shares is None:
         raise LineageError(f"ceremony {facts.ceremony_id} did not complete (outcome "
                            f"{facts.outcome}), so it left no key to record the lineage of",
                            hint="give the bundle of a completed ceremony")
     rk, shares, seal = facts.root, facts.shares, facts.seal_statement
     link: dict[str, Any] | None = None
-    if facts.original is not None:
+    if facts.script.previous is not None:
+        link = _rotation_link(facts, previous)
+    elif facts.original is not None:
         if previous is None:
             raise LineageError(f"ceremony {facts.ceremony_id} recovered the key of ceremony "
                                f"{facts.original.ceremony_id}: its lineage continues the "
@@ -143,8 +151,11 @@ def expected_record(facts: Facts, previous: dict[str, Any] | None) -> dict[str, 
     elif previous is not None:
         raise LineageError(f"ceremony {facts.ceremony_id} made its key from a new seed: its "
                            "lineage starts there and has no previous record",
-                           hint="give --previous only for a recovery")
-    lifecycle = _created_lifecycle(facts) if link is None else previous_lifecycle(previous)
+                           hint="give --previous only for a recovery, or for a rotation "
+                                "(a script with a [previous] table)")
+    kind = "creation" if link is None else link["relation"]
+    lifecycle = previous_lifecycle(previous) if kind == "recovery" else \
+        _created_lifecycle(facts)
     return {
         "type": LINEAGE,
         "key": {"kind": rk.kind, "label": rk.label, "id": rk.key_id,
@@ -158,7 +169,7 @@ def expected_record(facts: Facts, previous: dict[str, Any] | None) -> dict[str, 
                           "serial": c.serial, "not_before": c.not_before,
                           "not_after": c.not_after} for c in facts.certificates],
         "ceremony": {"id": facts.ceremony_id,
-                     "kind": "creation" if link is None else "recovery",
+                     "kind": kind,
                      "rehearsal": facts.rehearsal,
                      "script_sha256": facts.script.sha256,
                      "policy_sha256": facts.policy.sha256,
@@ -171,6 +182,55 @@ def expected_record(facts: Facts, previous: dict[str, Any] | None) -> dict[str, 
     }
 
 
+def key_maker(document: dict[str, Any]) -> str:
+    """The id of the ceremony that made the record's key: back through its recoveries (a
+    recovery rebuilds the same key), to a creation or a rotation."""
+    while isinstance(link := document["record"]["previous"], dict) and \
+            link["relation"] == "recovery":
+        document = link["lineage"]
+    ceremony: str = document["record"]["ceremony"]["id"]
+    return ceremony
+
+
+def replaced_heads(document: dict[str, Any]) -> list[str]:
+    """The transcript heads of the records the chain's rotations embed, newest first: the
+    ceremonies whose bundles :func:`verify_chain` needs as ``earlier``."""
+    out: list[str] = []
+    while isinstance(link := document["record"]["previous"], dict):
+        if link["relation"] != "recovery":
+            out.append(link["transcript_head"])
+        document = link["lineage"]
+    return out
+
+
+def _rotation_link(facts: Facts, previous: dict[str, Any] | None) -> dict[str, Any]:
+    """The link of a rotation (or a compromised key's replacement): the script's
+    ``[previous]`` names the replaced key, and ``previous`` must be a record of that key,
+    made by that ceremony (or by a recovery of it)."""
+    named = facts.script.previous
+    assert named is not None and facts.root is not None
+    replaced = f"root key {named.root_fingerprint} of ceremony {named.ceremony}"
+    if previous is None:
+        raise LineageError(f"ceremony {facts.ceremony_id} made a new key that replaces "
+                           f"{replaced} (the [previous] table of its script): its lineage "
+                           "continues the old key's record, which was not given",
+                           hint="pass --previous FILE, the old key's lineage record")
+    record = previous["record"]
+    key, maker = record["key"]["fingerprint"], key_maker(previous)
+    if (key, maker) != (named.root_fingerprint, named.ceremony):
+        raise LineageError(f"the previous lineage record given is of root key {key} made by "
+                           f"ceremony {maker}, not of {replaced} that the script of ceremony "
+                           f"{facts.ceremony_id} replaces", hint="give the lineage record "
+                           "of the key its [previous] table names")
+    if facts.root.fingerprint == key:
+        raise LineageError(f"ceremony {facts.ceremony_id} says it replaces root key {key}, "
+                           "but its own root key is that key",
+                           hint="a rotation makes a new key from a new seed")
+    return {"relation": RELATIONS[named.reason], "ceremony": record["ceremony"]["id"],
+            "transcript_head": record["ceremony"]["transcript_head"],
+            "root_fingerprint": key, "lineage": previous}
+
+
 def previous_lifecycle(previous: dict[str, Any] | None) -> dict[str, Any]:
     """A recovery does not change the key's state: its lifecycle is the original's."""
     record = previous.get("record") if isinstance(previous, dict) else None
@@ -178,16 +238,27 @@ def previous_lifecycle(previous: dict[str, Any] | None) -> dict[str, Any]:
     return lifecycle if isinstance(lifecycle, dict) else {}
 
 
-def make(facts: Facts, signers: Sequence[Signer], previous: dict[str, Any] | None = None
-         ) -> dict[str, Any]:
+def make(facts: Facts, signers: Sequence[Signer], previous: dict[str, Any] | None = None,
+         earlier: Sequence[Path] = ()) -> dict[str, Any]:
     """The signed document for ``facts``: refuses ineligible, mismatched or too few signers.
 
     For a recovery, ``previous`` (the original's document) must itself verify against the
-    copy of the original in the recovery bundle before it is embedded.
+    copy of the original in the recovery bundle before it is embedded; for a rotation, the
+    replaced key's document must be the key the script's ``[previous]`` names and verify
+    against that key's bundle, ``earlier[0]``. ``earlier``: the bundles of the keys the
+    chain's rotations replaced, newest first (:func:`verify_chain`).
     """
     if previous is not None and facts.original is not None:
-        verify_chain(previous, facts.bundle / ORIGINAL_DIR)
+        verify_chain(previous, facts.bundle / ORIGINAL_DIR, earlier)
     record = expected_record(facts, previous)
+    link = record["previous"]
+    if previous is not None and link is not None and link["relation"] != "recovery":
+        if not earlier:
+            raise LineageError(f"the replaced key's record (ceremony {link['ceremony']}) "
+                               "cannot be checked: the bundle of its ceremony was not given",
+                               hint="pass --previous-bundle BUNDLE (by default the bundle "
+                                    "next to the --previous file)")
+        verify_chain(previous, earlier[0], earlier[1:])
     step, eligible = signing_rule(facts.script)
     keys = {p.id: p.public_key for p in eligible}
     names = ", ".join(keys) or "nobody"
@@ -311,6 +382,9 @@ def shape_problem(document: Any, prefix: str) -> str | None:
     record = document["record"]
     if record["type"] != LINEAGE:
         return f"{prefix}record.type is not {LINEAGE}"
+    relations = ("recovery", *RELATIONS.values())
+    if isinstance(record["previous"], dict) and record["previous"]["relation"] not in relations:
+        return f"{prefix}record.previous.relation is not one of {', '.join(relations)}"
     return _lifecycle_problem(record["lifecycle"], f"{prefix}record.lifecycle")
 
 
@@ -420,9 +494,12 @@ class Link:
     head: str
 
 
-def verify_chain(document: dict[str, Any], bundle: Path) -> list[Link]:
+def verify_chain(document: dict[str, Any], bundle: Path, earlier: Sequence[Path] = ()
+                 ) -> list[Link]:
     """Verify every link, the seed's ceremony first, against its bundle: ``bundle`` for the
-    document itself, each recovery bundle's ``original/`` for the link before it.
+    document itself, each recovery bundle's ``original/`` for the link before it, and for
+    the link before a rotation the next of ``earlier`` (the bundles of the replaced keys'
+    records, newest first: a rotation's bundle does not carry its predecessor's).
 
     Raises LineageError naming the first broken link (its number, counted from the seed's
     ceremony, and its ceremony); returns the links.
@@ -431,16 +508,38 @@ def verify_chain(document: dict[str, Any], bundle: Path) -> list[Link]:
     if problem:
         raise LineageError(f"the lineage record is not well formed: {problem}")
     documents = chain(document)
-    bundles = [bundle]
-    for _ in documents[1:]:
-        bundles.append(bundles[-1] / ORIGINAL_DIR)
+    bundles: list[Path | None] = [bundle]
+    given = list(earlier)
+    for doc in reversed(documents[1:]):
+        here = bundles[-1]
+        if doc["record"]["previous"]["relation"] == "recovery":
+            bundles.append(None if here is None else here / ORIGINAL_DIR)
+        else:
+            bundles.append(given.pop(0) if given else None)
+    if given:
+        raise InputError(f"{len(earlier)} previous bundle(s) given, but the lineage record "
+                         f"has {len(earlier) - len(given)} rotation link(s) that need one",
+                         hint="give one --previous-bundle for each key a rotation replaced, "
+                              "newest first", requirement=REQUIREMENT)
     bundles.reverse()
     total = len(documents)
+
+    def link_name(number: int) -> str:
+        ceremony = documents[number - 1]["record"]["ceremony"]
+        return f"lineage link {number} of {total} (ceremony {ceremony['id']}, " \
+               f"{ceremony['kind']})"
+
+    if None in bundles:  # name the newest: the record a rotation embeds
+        number = max(i for i, path in enumerate(bundles, start=1) if path is None)
+        raise LineageError(f"{link_name(number)} has no bundle to check it against: it is "
+                           f"the record of the key link {number + 1} replaced, and that "
+                           "key's bundle was not given", hint="pass --previous-bundle BUNDLE "
+                           "for each key a rotation replaced, newest first")
     links = []
     for number, (doc, path) in enumerate(zip(documents, bundles, strict=True), start=1):
         record = doc["record"]
-        name = (f"lineage link {number} of {total} (ceremony {record['ceremony']['id']}, "
-                f"{record['ceremony']['kind']})")
+        name = link_name(number)
+        assert path is not None
         if not path.is_dir():
             raise LineageError(f"{name} has no bundle to check it against: {path} does not "
                                "exist", hint="give the bundle of the record's ceremony")
@@ -450,8 +549,9 @@ def verify_chain(document: dict[str, Any], bundle: Path) -> list[Link]:
             raise LineageError(exc.message, hint=exc.hint) from None
         previous = record["previous"]["lineage"] if isinstance(record["previous"], dict) \
             else None
+        continues = facts.original is not None or facts.script.previous is not None
         try:
-            expected = expected_record(facts, previous if facts.original else None)
+            expected = expected_record(facts, previous if continues else None)
         except LineageError as exc:
             raise LineageError(f"{name} is broken: {exc.message}") from None
         differs = first_difference(record, expected, "record")
@@ -505,6 +605,10 @@ def describe(document: dict[str, Any]) -> str:
             signed = f"SIGNATURES DO NOT VERIFY: {exc.message}"
         out += [f"  {number}. {kind}: ceremony {c['id']}{mark}, {c['seal']['outcome']} "
                 f"{c['seal']['time']}",
+                *([f"       new root key {r['key']['fingerprint']}, replacing root key "
+                   f"{r['previous']['root_fingerprint']} of link {number - 1}"]
+                  if isinstance(r["previous"], dict)
+                  and r["previous"]["relation"] != "recovery" else []),
                 f"       transcript head {c['transcript_head']}",
                 f"       seal sha256 {c['seal']['sha256']}; script sha256 {c['script_sha256']}",
                 f"       share set {shares['identifier']}: {shares['group_threshold']} of "

@@ -29,6 +29,7 @@ from ceremony.bundlefacts import Facts, load_verified
 from ceremony.display import words
 from ceremony.errors import CheckFailed, InputError, UsageError
 from ceremony.lineage import (
+    RELATIONS,
     LineageError,
     LineageFormatError,
     chain,
@@ -37,6 +38,7 @@ from ceremony.lineage import (
     expected_record,
     load_events,
     parse,
+    replaced_heads,
     rotation_due,
     verify_chain,
     verify_events,
@@ -113,7 +115,7 @@ class KeyRow:
     ceremony: str  # the ceremony that made the key from its seed
     rehearsal: bool
     last_ceremony: str
-    last_kind: str  # creation or recovery
+    last_kind: str  # creation, recovery, rotation or replacement
     last_sealed: str
     rotation_due: str | None
     rotation_status: str  # not-due, due, overdue, ended, inactive, unknown
@@ -298,7 +300,12 @@ def _record(path: Path, by_head: dict[str, Facts], keys: dict[str, _Key], out: S
         if bundle is None:
             check_signatures(document, f"the lineage record {path}")
         else:
-            verify_chain(document, bundle)
+            earlier = []  # the bundles of the keys its rotations replaced, as far as found
+            for head in replaced_heads(document):
+                if head not in by_head:
+                    break
+                earlier.append(by_head[head].bundle)
+            verify_chain(document, bundle, earlier)
         verify_events(document, events, facts.policy if facts else None, now=now)
     except LineageError as exc:
         refuse(f"the lineage record {path} does not verify: {exc.message}", key, ceremony,
@@ -384,7 +391,7 @@ def _key_row(fingerprint: str, key: _Key, out: Status, now: datetime) -> KeyRow:
         k, c = r["key"], r["ceremony"]
         first = r["lifecycle"]["transitions"][0]["time"] if r["lifecycle"]["transitions"] \
             else None
-        made_by = c["id"] if c["kind"] == "creation" else r["previous"]["ceremony"] \
+        made_by = c["id"] if c["kind"] != "recovery" else r["previous"]["ceremony"] \
             if isinstance(r.get("previous"), dict) else c["id"]
         algorithm, label = k["kind"], k["label"]
     else:
@@ -395,8 +402,10 @@ def _key_row(fingerprint: str, key: _Key, out: Status, now: datetime) -> KeyRow:
     if creation is not None and creation.root is not None:
         first = creation.root.time
     if latest is not None:
-        last = (latest.ceremony_id, "recovery" if latest.original else "creation",
-                latest.seal.entry.time)
+        replaces = latest.script.previous
+        kind = "recovery" if latest.original else \
+            RELATIONS[replaces.reason] if replaces else "creation"
+        last = (latest.ceremony_id, kind, latest.seal.entry.time)
     else:
         assert document is not None
         c = document["record"]["ceremony"]

@@ -52,6 +52,9 @@ id = "close"
 witnesses = ["wendy"]
 """
 
+WENDY = 'wendy = "identities/wendy.pem"\n'
+TOKENS = "\n[tokens]\n"
+
 # The sample script pins the sample policy's SHA-256 on this line.
 SHA_LINE = f'sha256 = "{sha256_hex(sample_texts()[1].encode())}"\n'
 PROVISION = 'action = "provision_root_key"\n'
@@ -558,6 +561,16 @@ VECTORS: list[Vector] = [
       "shares.delivery.alice", "lists the same entry twice", "alice ="),
     S("delivery-not-array", [(MEMBERS + "\n", MEMBERS + DELIVERY + 'alice = "card"\n')],
       "shares.delivery.alice", "must be an array", "alice ="),
+    # [tokens]: identity keys on custodians' own PKCS#11 tokens (docs/custodian-guide.md 10a).
+    A("token-pin-field", [(WENDY, WENDY + TOKENS + 'carol = { uri = "pkcs11:token=carol-id", '
+                           'key_label = "identity", pin = "123456" }\n')],
+      "tokens.carol.pin", "is not a known field", "carol = {"),
+    A("token-not-a-uri", [(WENDY, WENDY + TOKENS + 'carol = { uri = "token=carol-id", '
+                           'key_label = "identity" }\n')],
+      "tokens.carol.uri", "'token=carol-id' is not a PKCS#11 URI", "carol = {"),
+    A("token-and-key-file", [(WENDY, WENDY + TOKENS + 'bob = { uri = "pkcs11:token=bob-id", '
+                              'key_label = "identity" }\n')],
+      "tokens.bob", "bob has both an identity token here and a key file", "bob = {"),
     Vector("answers", "card-delivery-without-card", "answers.toml", [], "cards",
            "the script sends bob's share to their card, but [cards] names no card for bob",
            extra={"script.toml": [(MEMBERS + "\n", MEMBERS + DELIVERY + 'bob = ["card"]\n')]}),

@@ -116,6 +116,9 @@ async def main() -> None:
             await p.press("enter")
             await settle(p)
             save("12-sealed")
+            await p.press("r")  # the QR viewer: an aborted ceremony has its head and seal
+            await settle(p)
+            save("13-qr-codes")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ in a bundle, a transcript or any output.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shutil
@@ -100,7 +101,13 @@ def test_malformed_card_data_is_one_sentence_without_a_word() -> None:
             unpack_share(data)
         assert says in caught.value.message
         assert caught.value.kind is Kind.BAD_INPUT
-        assert not set(share.split()) & set(caught.value.describe().split())
+        # SLIP-39 words are English ("object", "card"...): what must not appear is a word the
+        # sentence does not have in its own right, or two of the share's words in a row.
+        sentence = caught.value.describe()
+        own = set(says.split()) | set(caught.value.hint.split())
+        assert not (set(share.split()) & set(sentence.split())) - own, sentence
+        assert not any(" ".join(pair) in sentence
+                       for pair in itertools.pairwise(share.split())), sentence
 
 
 def test_delivery_is_part_of_the_provisioning_step_digest(cast: Cast) -> None:

@@ -196,15 +196,21 @@ def token_error(exc: BaseException, doing: str, *, removed: bool = False) -> Tok
     return TokenError(sentence.format(doing=doing), hint=hint)
 
 
-def find_token(module: str, uri: str) -> tuple[Any, Any]:
-    """The loaded module and the one token ``uri`` names (RFC 7512), or a TokenError."""
+def find_token(module: str, uri: str, *, reset: bool = True) -> tuple[Any, Any]:
+    """The loaded module and the one token ``uri`` names (RFC 7512), or a TokenError.
+
+    ``reset`` re-initializes the module first (so it sees tokens added since it was
+    loaded); that closes every session the process has on it, so a second token of the
+    same module (a custodian's identity token during a run) is found with ``reset=False``.
+    """
     attrs = parse_uri(uri)
     if not Path(module).is_file():
         raise TokenError(f"the PKCS#11 module {module} does not exist",
                          hint="install it (softhsm2 for rehearsal) or pass --module")
     try:
         lib = pkcs11.lib(module)
-        lib.reinitialize()
+        if reset:
+            lib.reinitialize()
     except pkcs11.PKCS11Error as exc:
         if type(exc) is pkcs11.PKCS11Error:  # dlopen failed: not a PKCS#11 library
             raise TokenError(f"the PKCS#11 module {module} could not be loaded",

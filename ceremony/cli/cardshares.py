@@ -13,8 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ceremony.errors import UsageError
-
 if TYPE_CHECKING:
     from ceremony.adapters.card_shares import CardHolder, CardShare
     from ceremony.engine.ports import SecretOutput
@@ -78,16 +76,6 @@ def read_card_for_check(reader: str | None, pin_file: Path | None) -> CardShare:
     from ceremony.cli.login import read_pin
 
     return read_any_card(reader, read_pin(pin_file, "your card's PIN"))
-
-
-def refuse_in_ui(script: Script) -> None:
-    """The UI does not write shares to cards yet: refuse before anything starts."""
-    on_card = [h for h, places in script.shares.delivery if "card" in places]
-    if on_card and script.recovery is None:
-        raise UsageError(f"the script sends the shares of {', '.join(on_card)} to their "
-                         "cards, which only a headless run does so far",
-                         hint="run with --headless --answers FILE, [cards] naming each card "
-                              "(docs/card-shares.md)", requirement="CER-SHARE-CARD")
 
 
 def check_card_share(reference: Reference, reader: str | None,

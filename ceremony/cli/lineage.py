@@ -42,6 +42,13 @@ def _signer_arguments(p: argparse.ArgumentParser) -> None:
                    "rehearsal's OUT/secret/identities; rehearsal bundles only)")
 
 
+def _previous_bundle_argument(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--previous-bundle", action="append", default=[], type=Path,
+                   metavar="BUNDLE", help="the bundle of the key a rotation replaced, whose "
+                   "record the chain embeds (a rotation's bundle does not carry it); one for "
+                   f"each rotation of the chain, newest first{default}")
+
+
 def add_parsers(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     """Add `lineage make`, `lineage show` and `lineage verify`."""
     lineage = sub.add_parser("lineage", help="the signed lineage record of a root key: "
@@ -53,7 +60,9 @@ def add_parsers(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     p.add_argument("bundle", type=Path)
     _signer_arguments(p)
     p.add_argument("--previous", type=Path, metavar="FILE", help="for a recovery: the "
-                   "original ceremony's lineage record, which the new one embeds")
+                   "original ceremony's lineage record; for a rotation (a script with "
+                   "[previous]): the replaced key's record; the new one embeds it")
+    _previous_bundle_argument(p, " (default: the bundle next to the --previous file)")
     p.add_argument("--out", type=Path, help="the record file (default: BUNDLE.lineage.json; "
                    "never inside a bundle, never over another file)")
     for name, text in (("show", "print a lineage record and its chain (not verified)"),
@@ -64,6 +73,8 @@ def add_parsers(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
                        "a bundle directory (its BUNDLE.lineage.json)")
         p.add_argument("--bundle", type=Path, help="the bundle of the record's ceremony "
                        "(default: the directory the file name names, next to it)")
+        if name == "verify":
+            _previous_bundle_argument(p, "")
     from ceremony.lineage import EVENT_STATES
 
     p = lineage.add_parser("event", help="append a lifecycle event (activation, rotation-due, "
@@ -77,6 +88,7 @@ def add_parsers(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
                    "never a secret)")
     p.add_argument("--bundle", type=Path, help="the bundle of the record's ceremony "
                    "(default: the directory the file name names, next to it)")
+    _previous_bundle_argument(p, "")
     _signer_arguments(p)
     p = lineage.add_parser("compromise", help="the response to a compromised key, as a "
                            "drill: a drill compromise event, what to revoke, what depends on "
@@ -87,6 +99,7 @@ def add_parsers(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
                    "a real compromise is `ceremony lineage event RECORD compromise`)")
     p.add_argument("--bundle", type=Path, help="the bundle of the record's ceremony "
                    "(default: the directory the file name names, next to it)")
+    _previous_bundle_argument(p, "")
     p.add_argument("--bundles", type=Path, metavar="DIR", help="where to look for bundles, "
                    "certificates and lineage records that depend on the key (default: the "
                    "directory that holds the bundle)")
@@ -214,8 +227,12 @@ def _make(args: argparse.Namespace) -> int:
     refuse_inside_bundle(target, "a lineage record", "CER-LINEAGE")
     facts = load_verified(args.bundle, "so its lineage is not recorded")
     previous = _read(args.previous) if args.previous is not None else None
+    earlier = list(args.previous_bundle)
+    if not earlier and args.previous is not None and facts.script.previous is not None:
+        _, beside = _record_and_bundle(args.previous, None)
+        earlier = [beside] if beside is not None else []
     signers = _signers(args, facts.script, facts.rehearsal)
-    document = make(facts, signers, previous)
+    document = make(facts, signers, previous, earlier)
     written = _write_new(target, encode(document))
     record = document["record"]
     step, eligible = signing_rule(facts.script)
@@ -267,17 +284,18 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verified(path: Path, bundle: Path | None, now: datetime
+def _verified(path: Path, bundle: Path | None, now: datetime, earlier: list[Path]
               ) -> tuple[dict[str, Any], list[dict[str, Any]], Any, list[Any], list[Any]]:
     """(record, events, policy, links, checked events) of a record verified against its
-    bundle, every link and every event (exit 1 naming the first broken one)."""
+    bundle (and ``earlier``, the bundles of the keys its rotations replaced), every link
+    and every event (exit 1 naming the first broken one)."""
     from ceremony.lineage import load_events, verify_chain, verify_events
 
     document = _read(path)
     if bundle is None:
         raise UsageError(f"no bundle to verify {path} against", hint="pass --bundle BUNDLE, "
                          "the bundle of the record's ceremony")
-    links = verify_chain(document, bundle)
+    links = verify_chain(document, bundle, earlier)
     events = load_events(path)
     policy = _policy_of(bundle)
     checked = verify_events(document, events, policy, now=now)
@@ -290,7 +308,8 @@ def _verify(args: argparse.Namespace) -> int:
 
     path, bundle = _record_and_bundle(args.path, args.bundle)
     now = _now()
-    document, events, policy, links, checked = _verified(path, bundle, now)
+    document, events, policy, links, checked = _verified(path, bundle, now,
+                                                         args.previous_bundle)
     key = document["record"]["key"]
     print(f"VERIFIED lineage of root key {key['fingerprint']}\n"
           f"  words: {words(key['fingerprint'])}\n"
@@ -350,7 +369,7 @@ def _event(args: argparse.Namespace) -> int:
     reason = _one_line(args.reason, "--reason")
     path, bundle = _record_and_bundle(args.path, args.bundle)
     now = _now()
-    document, events, policy, _, _ = _verified(path, bundle, now)
+    document, events, policy, _, _ = _verified(path, bundle, now, args.previous_bundle)
     assert bundle is not None and policy is not None
     script = parse_script((bundle / SCRIPT_FILE).read_bytes().decode("utf-8"), SCRIPT_FILE)
     rehearsal = bool(document["record"]["ceremony"]["rehearsal"])
@@ -414,13 +433,14 @@ def _compromise(args: argparse.Namespace) -> int:
     facts = load_verified(bundle, "so the drill does not start")
     signers = _signers(args, facts.script, facts.rehearsal)
     if path.is_file():
-        document, events, policy, links, _ = _verified(path, bundle, now)
+        document, events, policy, links, _ = _verified(path, bundle, now,
+                                                       args.previous_bundle)
         made = False
     else:
-        if facts.original is not None:
+        if facts.original is not None or facts.script.previous is not None:
             raise UsageError(f"{path} does not exist, and the lineage record of a recovery "
-                             "embeds its original's", hint="make it first with `ceremony "
-                             "lineage make BUNDLE --previous ORIGINAL_RECORD`")
+                             "or a rotation embeds the record before it", hint="make it "
+                             "first with `ceremony lineage make BUNDLE --previous RECORD`")
         document, events, policy = make(facts, signers), [], facts.policy
         links, made = verify_chain(document, bundle), True
     record = document["record"]
@@ -428,7 +448,8 @@ def _compromise(args: argparse.Namespace) -> int:
     drill_event = make_event(document, events, "compromise", f"DRILL: {reason}",
                              format_time(now), signers, policy, drill=True)
     found = dependents(key, search)
-    creation = links[0].bundle
+    # The ceremony that made this key: the last link that is not a recovery of it.
+    creation = next(link.bundle for link in reversed(links) if link.kind != "recovery")
     script_text = (creation / SCRIPT_FILE).read_bytes().decode("utf-8")
     base = parse_script(script_text, str(creation / SCRIPT_FILE))
     skeleton = replacement_script(script_text, base, key, drill=True,

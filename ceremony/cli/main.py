@@ -169,8 +169,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "key on the card first, replacing any (needs the admin PIN)")
     p.add_argument("--admin-pin-file", type=Path, help="file holding the card's admin PIN "
                    "(PW3), for --generate (default: asked on the terminal)")
-    p.add_argument("--pin-file", type=Path, help="file holding the card's PIN (PW1) "
-                   "(default: asked on the terminal)")
+    p.add_argument("--pin-file", type=Path, help="file holding the card's PIN (PW1), or "
+                   "with --token the token's user PIN (default: asked on the terminal)")
+    p.add_argument("--token", metavar="URI", help="enrol an Ed25519 key on the custodian's "
+                   "own PKCS#11 token instead of a card (pkcs11:token=LABEL)")
+    p.add_argument("--key-label", metavar="LABEL", help="with --token: the label of the "
+                   "identity key on the token")
+    p.add_argument("--key-id", metavar="HEX", help="with --token: the key's id (CKA_ID, "
+                   "hex), when several keys share the label")
+    p.add_argument("--module", help="with --token: the token's PKCS#11 module (default: "
+                   "$CEREMONY_PKCS11_MODULE, else SoftHSM2's)")
     return parser
 
 
@@ -392,7 +400,8 @@ def cmd_waiver(args: argparse.Namespace) -> int:
 
 
 def cmd_custodian(args: argparse.Namespace) -> int:
-    """`ceremony custodian enroll`: exit 0, or 3 when the card, reader or PIN refuses."""
+    """`ceremony custodian enroll`: exit 0, or 3 when the card (or identity token), reader
+    or PIN refuses."""
     from ceremony.cli.custodian import enroll
 
     return enroll(args)
@@ -573,9 +582,7 @@ def _run_tui(args: argparse.Namespace) -> int:
     from ceremony.tui.devices import token_opener
 
     script, policy, script_bytes, policy_bytes = _load(args.script, args.policy)
-    from ceremony.cli.cardshares import refuse_in_ui
-
-    refuse_in_ui(script)  # (shares on cards: headless only, so far)
+    # (a share the script sends to a card goes there through the card screen: tui/cards.py)
     # (an unfinished ceremony in --out is resumed in the UI: it was authorized at its start)
     authorization = authorize(args.script, script, policy, rehearsal=args.rehearsal,
                               state=args.state,

@@ -2,7 +2,9 @@
 
 Participants who sign with their OpenPGP card are listed under ``[cards]``: the reader
 and a file holding the card's PIN (else it is typed at the terminal, without echo); the PIN
-itself is never in the answers file.
+itself is never in the answers file. Participants whose identity key is on their own PKCS#11
+token are listed under ``[tokens]``: the token's URI, the key's label (and id), the module and
+the PIN file, the same way.
 
 The same ``[cards]`` entry is where a custodian's share goes when the script's
 ``[shares.delivery]`` sends it to their card (docs/card-shares.md). For a recovery it also
@@ -68,6 +70,20 @@ class CardAnswer:
 
 
 @dataclass(frozen=True)
+class TokenAnswer:
+    """``participant`` approves with the Ed25519 key labelled ``key_label`` (and ``key_id``,
+    hex, when given) on the PKCS#11 token ``uri`` names, through ``module`` (None: the
+    default module), the PIN from ``pin_file`` (None: typed at the terminal)."""
+
+    participant: str
+    uri: str
+    key_label: str
+    key_id: str | None
+    pin_file: Path | None
+    module: str | None
+
+
+@dataclass(frozen=True)
 class Answers:
     ceremony_id: str
     identities: dict[str, Path]  # participant -> identity key file (rehearsal only)
@@ -81,6 +97,8 @@ class Answers:
     # declared under a step), in order; [seal] witnesses: who co-signs the seal (ADR 15).
     deviation_approvals: tuple[str, ...] = ()
     seal_witnesses: tuple[str, ...] = ()
+    # who signs with an identity key on their own PKCS#11 token (allowed in real runs)
+    tokens: dict[str, TokenAnswer] = dataclasses.field(default_factory=dict)
 
 
 def parse_answers(text: str, name: str, script: Script, base: Path) -> Answers:
@@ -102,6 +120,9 @@ def parse_answers(text: str, name: str, script: Script, base: Path) -> Answers:
             identities[key] = (base / path).resolve()
         ids.done()
     cards = _cards(top, script, base, identities)
+    tokens = _tokens(top, script, base, identities, cards)
+    # Whoever can sign (the checks below): a key file, a card or a token.
+    signing: dict[str, object] = {**identities, **cards, **tokens}
     steps: dict[str, StepAnswers] = {}
     for s in top.tables("steps", min_len=0, max_len=200):
         sid = s.text("id", pattern=STEP_PATTERN, what="a step id")
@@ -122,11 +143,11 @@ def parse_answers(text: str, name: str, script: Script, base: Path) -> Answers:
                 named = field == "approvals" and who in step.approvers
                 if participant.role != role and not named:
                     raise s.fail(field, f"{who!r} is {article(participant.role)}, not a {role}")
-                if who not in identities and who not in cards:
+                if who not in signing:
                     raise s.fail(field, f"{who!r} has no card under [cards] (nor a "
                                  "rehearsal key under [identities])",
                                  hint=f"add {who} = {{ pin_file = \"{who}.pin\" }} under "
-                                      "[cards]")
+                                      "[cards], or their identity token under [tokens]")
         confirm = s.text("confirm", required=False, max_len=64)
         abort = s.text("abort", required=False, max_len=400)
         deviations = _deviations(s, script) if "deviations" in s.data else ()
@@ -139,12 +160,13 @@ def parse_answers(text: str, name: str, script: Script, base: Path) -> Answers:
     passphrase_file = _secret_file(top, "passphrase_file", script.shares.passphrase, base,
                                    "the script's [shares] has no passphrase")
     deviation_approvals = _signers(top, "deviations", "approvals", "custodian", script,
-                                   identities, cards)
-    seal_witnesses = _signers(top, "seal", "witnesses", "witness", script, identities, cards)
+                                   signing)
+    seal_witnesses = _signers(top, "seal", "witnesses", "witness", script, signing)
     top.done()
     return Answers(ceremony_id, identities, steps, name, shares, cards,
                    dice_file=dice_file, passphrase_file=passphrase_file,
-                   deviation_approvals=deviation_approvals, seal_witnesses=seal_witnesses)
+                   deviation_approvals=deviation_approvals, seal_witnesses=seal_witnesses,
+                   tokens=tokens)
 
 
 def _deviations(s: Fields, script: Script) -> tuple[DeviationAnswer, ...]:
@@ -162,7 +184,7 @@ def _deviations(s: Fields, script: Script) -> tuple[DeviationAnswer, ...]:
 
 
 def _signers(top: Fields, table_name: str, field: str, role: str, script: Script,
-             identities: dict[str, Path], cards: dict[str, CardAnswer]) -> tuple[str, ...]:
+             signing: dict[str, object]) -> tuple[str, ...]:
     """[deviations] approvals / [seal] witnesses: participants of ``role`` who can sign."""
     table = top.table(table_name, required=False)
     if table is None:
@@ -174,10 +196,11 @@ def _signers(top: Fields, table_name: str, field: str, role: str, script: Script
             raise table.fail(field, f"{who!r} is not a participant of the script")
         if participant.role != role:
             raise table.fail(field, f"{who!r} is {article(participant.role)}, not a {role}")
-        if who not in identities and who not in cards:
+        if who not in signing:
             raise table.fail(field, f"{who!r} has no card under [cards] (nor a rehearsal key "
                              "under [identities])",
-                             hint=f"add {who} = {{ pin_file = \"{who}.pin\" }} under [cards]")
+                             hint=f"add {who} = {{ pin_file = \"{who}.pin\" }} under [cards], "
+                                  "or their identity token under [tokens]")
     table.done()
     return names
 
@@ -218,6 +241,52 @@ def _cards(top: Fields, script: Script, base: Path,
         card.done()
         out[key] = CardAnswer(key, reader, (base / pin_file).resolve() if pin_file else None,
                               wait)
+    table.done()
+    return out
+
+
+URI_PATTERN = r"pkcs11:[^\s?]*\b(token|serial)=[^\s]+"
+KEY_ID_PATTERN = r"([0-9a-f]{2}){1,32}"
+
+
+def _tokens(top: Fields, script: Script, base: Path, identities: dict[str, Path],
+            cards: dict[str, CardAnswer]) -> dict[str, TokenAnswer]:
+    """[tokens]: participant = { uri = "pkcs11:token=...", key_label = "...", key_id = "..",
+    pin_file = "...", module = "..." }: an identity key on the participant's own token."""
+    table = top.table("tokens", required=False)
+    if table is None:
+        return {}
+    out: dict[str, TokenAnswer] = {}
+    for key in list(table.data):
+        if script.participant(key) is None:
+            raise table.fail(key, f"{key!r} is not a participant of the script")
+        if key in identities or key in cards:
+            where = "a key file under [identities]" if key in identities else \
+                "a card under [cards]"
+            raise table.fail(key, f"{key} has both an identity token here and {where}",
+                             hint="give one way of signing per participant")
+        entry = table.table(key)
+        assert entry is not None
+        uri = entry.text("uri", pattern=URI_PATTERN, max_len=400,
+                         what="a PKCS#11 URI naming a token (pkcs11:token=LABEL)")
+        if script.token.uri is not None and uri == script.token.uri:
+            raise entry.fail("uri", "is the ceremony's own token, not the participant's",
+                             hint="an identity key is on the custodian's own token")
+        label = entry.text("key_label", max_len=100)
+        key_id = entry.text("key_id", required=False, pattern=KEY_ID_PATTERN,
+                            what="a key id in lowercase hex")
+        pin_file = entry.text("pin_file", required=False, max_len=400)
+        pin_path = (base / pin_file).resolve() if pin_file else None
+        if pin_path is not None and not pin_path.is_file():
+            raise entry.fail("pin_file", f"the file {pin_file} does not exist",
+                             hint="give the path of the file holding the token's PIN "
+                                  "(relative to the answers file)")
+        module = entry.text("module", required=False, max_len=400)
+        if module is not None and not Path(module).is_file():
+            raise entry.fail("module", f"the PKCS#11 module {module} does not exist",
+                             hint="give the path of the token's PKCS#11 library (a .so file)")
+        entry.done()
+        out[key] = TokenAnswer(key, uri, label, key_id, pin_path, module)
     table.done()
     return out
 

@@ -356,7 +356,7 @@ class CeremonyApp(App[str]):
 
         def fail_wrapped() -> OpenedDevices:
             try:
-                return self.setup.open_devices(pin)
+                return self._with_cards(self.setup.open_devices(pin))
             except CeremonyError as exc:
                 self.token_error = exc.message
                 raise
@@ -373,6 +373,20 @@ class CeremonyApp(App[str]):
             if typed is not None:
                 typed.wipe()
             return
+
+    def _with_cards(self, opened: OpenedDevices) -> OpenedDevices:
+        """(In the worker.) When the script sends a share to a custodian's card and this
+        run takes cards, the engine's share output goes through the card screen
+        (tui/cards.py CardShareDesk); else it is the opener's, which the engine refuses
+        to split with (CER-SHARE-CARD)."""
+        setup = self.setup
+        if setup.cards is not None and setup.original is None and any(
+                "card" in places for _, places in setup.script.shares.delivery):
+            from ceremony.tui.cards import CardShareDesk
+
+            opened.devices.secrets = CardShareDesk(self, opened.devices.secrets,
+                                                   setup.cards.reader)
+        return opened
 
     def roll_call(self) -> None:
         from ceremony.tui.screens import RollCallScreen

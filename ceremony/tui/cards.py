@@ -15,10 +15,12 @@ the screen looks at the reader.
 from __future__ import annotations
 
 import contextlib
+import functools
+import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -32,6 +34,7 @@ from ceremony.tui.widgets import DONE, MISSING, WAITING, participant_label
 if TYPE_CHECKING:
     from ceremony.adapters.card_turns import Look
     from ceremony.engine.core import Engine
+    from ceremony.engine.ports import SecretOutput
     from ceremony.engine.prompts import ApprovalNeeded, Prompt
     from ceremony.tui.app import CeremonyApp
 
@@ -72,6 +75,10 @@ class CardScreen(Screen[bool]):
     BINDINGS = [  # noqa: RUF012
         Binding("escape", "back", "Back (no approval)"),
     ]
+
+    # What a blocked card means here (after "... blocked after too many wrong PIN tries: ").
+    blocked_means = ("it cannot sign. The card's administrator can unblock it with the admin "
+                     "PIN; go back (Esc) and let another custodian approve.")
 
     def __init__(self, participant: str, reader: str | None) -> None:
         super().__init__()
@@ -187,9 +194,7 @@ class CardScreen(Screen[bool]):
         mine = seen.state == HOLDER and seen.holder == self.participant
         if mine and seen.pin_tries == 0:
             self._status(Text(f"{MISSING} {self.participant}'s card is blocked after too "
-                              "many wrong PIN tries: it cannot sign. The card's administrator "
-                              "can unblock it with the admin PIN; go back (Esc) and let "
-                              "another custodian approve.", style="bold"))
+                              f"many wrong PIN tries: {self.blocked_means}", style="bold"))
             pin.display = False
             return
         if mine:
@@ -272,6 +277,180 @@ class CardScreen(Screen[bool]):
             return
         self._stop.set()
         self.dismiss(False)
+
+
+# ----------------------------------------------------------------- shares to cards
+
+
+class CardShareScreen(CardScreen):
+    """A custodian whose share goes to their card (``[shares.delivery]``, ADR 17) inserts it
+    while the provisioning action waits in the engine's worker (:class:`CardShareDesk`).
+
+    The same turn as an approval: the card is named before any PIN, the PIN is typed
+    masked; the worker then writes the share, reads it back and compares. A wrong PIN
+    (with the tries left), a blocked card or a card pulled out stays on this screen and
+    nothing is recorded; Esc gives up, and the engine rolls the step back. The share's
+    words are never shown here.
+    """
+
+    blocked_means = ("it cannot take the share. The card's administrator can unblock it "
+                     "with the admin PIN; Esc stops, and the step is rolled back.")
+
+    def __init__(self, participant: str, reader: str | None, member: str,
+                 answers: queue.SimpleQueue[tuple[bytearray, str | None] | None]) -> None:
+        super().__init__(participant, reader)
+        self.member = member
+        self._answers = answers
+
+    def compose(self) -> ComposeResult:
+        label = participant_label(self.engine.script, self.participant)
+        yield Static(Text(f"{label}: insert your card to receive your share ({self.member})",
+                          style="bold reverse"), classes="bar")
+        yield Static(id="card-quorum")
+        yield Static(id="card-status")
+        yield Static(id="card-error")
+        yield Input(password=True, id="card-pin", placeholder="card PIN, then Enter")
+        yield Static("Your share goes to your card, not to this screen: it is written to "
+                     "the card's PIN-protected data object, read back and compared. Your "
+                     "card is checked before the PIN is asked: a wrong card costs no PIN "
+                     "try. The PIN is not shown and not kept. Esc stops without a share "
+                     "(the step is rolled back).", markup=False, id="card-help")
+        yield Footer()
+
+    def _refresh_quorum(self) -> None:
+        """(No approval here; the engine is busy in its worker and is not asked.)"""
+
+    def _sign(self, pin: bytearray) -> None:
+        seen = self.look
+        if seen is None:
+            _wipe(pin)
+            return
+        self._stop.set()  # the watcher holds no session while it waits; it stops now
+        self._signing = True
+        self._error("")
+        self.query_one("#card-pin", Input).display = False
+        self._status(Text(f"{WAITING} writing the share to {self.participant}'s card and "
+                          "reading it back …"))
+        self._answers.put((pin, seen.reader))  # the worker wipes it once the card has it
+
+    def failed(self, error: CardError) -> None:
+        """The card write failed: say why (nothing was recorded), then look again."""
+        self._signing = False
+        if not self.is_mounted:
+            return
+        self._error(error.describe().replace("\n  hint:", ". Hint:") +
+                    ". The share was not delivered; nothing was recorded.")
+        self._watch()
+
+    def written(self) -> None:
+        self._signing = False
+        self._stop.set()
+        if self.is_mounted:
+            self.dismiss(True)
+
+    def action_back(self) -> None:
+        if self._signing:
+            return
+        self._stop.set()
+        self._answers.put(None)
+        self.dismiss(False)
+
+    def on_unmount(self) -> None:
+        super().on_unmount()
+        self._answers.put(None)  # (a worker still waiting gives up; else nobody reads it)
+
+
+class CardShareDesk:
+    """The UI's SecretOutput when the script sends a share to a card (CER-SHARE-CARD).
+
+    It wraps the UI's own output (the private screen and any sheets): a share whose
+    ``context["delivery"]`` lists "sheet" goes there as before; one that lists "card" is
+    written to the custodian's card by :class:`CardShareScreen`'s turn, from the engine's
+    worker (this runs inside the provisioning action): the screen says what is in the
+    reader and takes the PIN, the worker writes, reads back and compares
+    (card_shares.write_to_card) and returns where the share went for ``shares.created``.
+    A failure the custodian can fix (wrong card, wrong PIN, card pulled out) is retried on
+    the screen; giving up raises, and the engine rolls the step back. No device library is
+    imported before a share goes to a card.
+
+    A rollback removes the sheets; unlike the headless run it does not empty the cards
+    already written (the PIN is not kept to do it): they hold a share of a withdrawn set,
+    which the next write overwrites.
+    """
+
+    places = ("sheet", "card")
+
+    def __init__(self, app: CeremonyApp, inner: SecretOutput, reader: str | None) -> None:
+        self.app = app
+        self.inner = inner
+        self.reader = reader
+
+    def write_share(self, participant: str, name: str, group: int, member: int,
+                    mnemonic: str, context: dict[str, Any]) -> str:
+        delivery = tuple(context.get("delivery") or ("sheet",))
+        places = []
+        if "card" in delivery:
+            places.append(self._to_card(participant, f"group {group} member {member}",
+                                        mnemonic, str(context.get("ceremony", ""))))
+        if "sheet" in delivery:
+            places.append(self.inner.write_share(participant, name, group, member, mnemonic,
+                                                 context))
+        return " and ".join(places)
+
+    def remove_all(self) -> list[str]:
+        return self.inner.remove_all()
+
+    def _post(self, callback: Callable[..., object], *args: object) -> None:
+        with contextlib.suppress(RuntimeError):  # the app is closing
+            self.app.call_from_thread(callback, *args)
+
+    def _to_card(self, participant: str, member: str, mnemonic: str, ceremony_id: str) -> str:
+        """(In the engine's worker.) The share on the participant's card, read back."""
+        from ceremony.adapters.card_shares import CardHolder, write_to_card
+
+        engine = self.app.engine
+        who = engine.script.participant(participant) if engine else None
+        if who is None or not ceremony_id:
+            raise CardError(f"{participant}'s share cannot go to a card in this run",
+                            hint="a bug: tell the ceremony's developers",
+                            requirement="CER-SHARE-CARD")
+        answers: queue.SimpleQueue[tuple[bytearray, str | None] | None] = queue.SimpleQueue()
+        screen = CardShareScreen(participant, self.reader, member, answers)
+        self._post(self.app.push_screen, screen)
+        try:
+            while True:
+                answer = answers.get()
+                if answer is None:
+                    raise CardError(f"{participant}'s share was not written to their card: "
+                                    "the card screen was left", hint=f"the step is rolled "
+                                    f"back; do it again with {participant} and their card",
+                                    requirement="CER-SHARE-CARD")
+                pin, reader = answer
+                holder = CardHolder(participant, who.public_key_bytes,
+                                    functools.partial(_same, pin), reader)
+                try:
+                    where = write_to_card(holder, mnemonic, ceremony_id)
+                except CardError as exc:
+                    self._post(screen.failed, exc)
+                    continue
+                finally:
+                    _wipe(pin)
+                self._post(screen.written)
+                return where
+        except BaseException:
+            self._post(_leave, screen)  # (a failure it could not show: the error modal does)
+            raise
+
+
+def _same(pin: bytearray) -> bytearray:
+    return pin
+
+
+def _leave(screen: CardShareScreen) -> None:
+    """Take the card screen away (the worker has stopped waiting for it)."""
+    screen._stop.set()
+    if screen.is_mounted and screen.app.screen is screen:
+        screen.dismiss(False)
 
 
 def _wipe(pin: bytearray) -> None:

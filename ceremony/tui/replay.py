@@ -423,6 +423,7 @@ HELP = """ceremony replay: keys
   f          jump to the entry the verifier names as failing
   enter      show the selected entry in full (escape closes)
   1 / 2 / 3  Entries / Steps / Verifier tab
+  r          QR codes of the public key, head and seal (←/→ page)
   ?          this help        q  quit
 
 Entry marks:  ✓ verified   · passed the checks that ran before the
@@ -497,6 +498,7 @@ class ReplayApp(App[None]):
         Binding("1", "tab('entries')", "Entries", show=False),
         Binding("2", "tab('steps')", "Steps", show=False),
         Binding("3", "tab('verifier')", "Verifier", show=False),
+        Binding("r", "qr_codes", "QR codes", show=False),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
     ]
@@ -656,3 +658,22 @@ class ReplayApp(App[None]):
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Over the QR viewer the keys that move through the entries below do nothing."""
+        from ceremony.tui.qrview import QrViewer
+
+        below = ("move", "next_step", "failure", "show_entry", "tab", "qr_codes")
+        return not (action in below and isinstance(self.screen, QrViewer))
+
+    def action_qr_codes(self) -> None:
+        """The bundle's public material as terminal QR codes (tui/qrview.py)."""
+        from ceremony.tui.qrview import QrViewer
+
+        if self.replay is None:
+            self.notify("… still verifying the bundle")
+            return
+        note = "" if self.replay.report.ok else ("NOT VERIFIED: these codes hold what the "
+                                                 "bundle records, which the verifier did "
+                                                 "not vouch for")
+        self.push_screen(QrViewer(self.bundle, self.replay.ceremony_id, note=note))

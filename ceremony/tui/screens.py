@@ -471,6 +471,7 @@ class CeremonyScreen(_Base):
         Binding("t", "transcript", "Transcript"),
         Binding("p", "roll_call", "Roll call"),
         Binding("d", "deviation", "Declare a deviation", show=False),
+        Binding("r", "qr_codes", "QR codes"),
         Binding("escape", "leave_input", "Back to keys", show=False),
         Binding("q", "app.quit", "Quit"),
     ]
@@ -639,6 +640,8 @@ class CeremonyScreen(_Base):
         finished = isinstance(self.prompt(), Finished)
         if action in ("abort", "roll_call", "deviation"):
             return not finished
+        if action == "qr_codes":
+            return finished
         return True
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -712,6 +715,12 @@ class CeremonyScreen(_Base):
 
     def action_leave_input(self) -> None:
         self.query_one("#next", Button).focus()
+
+    def action_qr_codes(self) -> None:
+        """The sealed bundle's public material as terminal QR codes (tui/qrview.py)."""
+        from ceremony.tui.qrview import QrViewer
+
+        self.app.push_screen(QrViewer(self.engine.bundle, self.engine.script.ceremony_id))
 
 
 def _typed_secret_needs(engine: Engine, prompt: Prompt, needs: Text, button: Button) -> bool:
@@ -1471,7 +1480,8 @@ class HelpModal(ModalScreen[None]):
                 text.append("\n")
         text.append("\nKeys: n next action, a abort (type ABORT), d declare a deviation, "
                     "t transcript (Enter on an "
-                    "entry shows it), p roll call, ? or F1 help, q quit (resume later).")
+                    "entry shows it), p roll call, r QR codes (once sealed), ? or F1 help, q quit "
+                    "(resume later).")
         with VerticalScroll(classes="dialog", id="help"):
             yield Static(text)
         yield Footer()
