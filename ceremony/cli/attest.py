@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ceremony.durable import write_atomically
 from ceremony.errors import CheckFailed, Kind, UsageError
 
 if TYPE_CHECKING:
@@ -208,7 +209,7 @@ def cmd_waiver(args: argparse.Namespace, load: Any) -> int:
                           hint="the card or key is faulty; do not use it", requirement=GATE)
     data = existing + signature_line(statement, signature)
     found = check_waivers(script, policy, parse_waivers(data, str(path)), str(path), at=now)
-    _write_atomically(path, data)
+    write_atomically(path, data)
     have = next(w for w in found if w.check_id == args.check).approved_by
     need = waiver_quorum(policy)
     print(f"{participant.id} ({participant.role}) signed the waiver of {args.check} "
@@ -220,17 +221,6 @@ def cmd_waiver(args: argparse.Namespace, load: Any) -> int:
           f"needs ({', '.join(have)})" + ("; the check may be waived" if len(have) >= need
                                           else ""))
     return EXIT_OK
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    import os
-
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def resume_rehearsal(out: Path, rehearsal: bool, resume: bool) -> bool:

@@ -12,11 +12,11 @@ Exit codes are main.py's.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ceremony.durable import write_atomically
 from ceremony.errors import CheckFailed, UsageError
 
 if TYPE_CHECKING:
@@ -178,7 +178,7 @@ def cmd_script(args: argparse.Namespace, load: Any) -> int:
     if not st.verify_ed25519(participant.public_key_bytes, signature, st.message(statement)):
         raise CheckFailed(f"the signature does not verify with {participant.id}'s identity key",
                           hint="the card or key is faulty; do not use it", requirement=SIGNED)
-    _write_atomically(path, existing + signature_line(statement, signature))
+    write_atomically(path, existing + signature_line(statement, signature))
     found = parse_signatures(path.read_bytes(), str(path))
     auth = policy.authorization
     missing = quorum_problem(script, policy, found)
@@ -216,12 +216,3 @@ def _signer(args: argparse.Namespace, pid: str, public_key: str, raw: bytes) -> 
 
     return CardSigner(pid, lambda: read_pin(args.pin_file, "card PIN"), reader=args.reader,
                       public_key=raw)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)

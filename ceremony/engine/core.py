@@ -10,7 +10,6 @@ Device actions are bracketed by ``action.started`` (naming what will be created)
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ceremony import __version__, health
 from ceremony.canonical import canonical_bytes, digest, sha256_hex
+from ceremony.durable import write_atomically
 from ceremony.engine import certify
 from ceremony.engine import rsa as rsa_keys
 from ceremony.engine.derive import derive_root_private, mix_seed, seed_fingerprint, wipe
@@ -1487,19 +1487,7 @@ def _check_runnable(script: Script, policy: Policy, script_bytes: bytes, policy_
         raise violations[0]
 
 
-def _write_file(path: Path, data: bytes) -> None:
-    """Write a file atomically and durably (temp file, fsync, rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+_write_file = write_atomically  # (temp file, fsync, rename, fsync the directory)
 
 
 def _code_stem(name: str, rehearsal: bool) -> str:
