@@ -66,6 +66,7 @@ from tests.tui_helpers import (
     prefixes,
     screen_text,
     settle,
+    shown,
     sync,
     type_text,
 )
@@ -161,7 +162,7 @@ async def test_recovery_in_the_ui_on_softhsm(tmp_path: Path, softhsm: SoftHsm) -
         assert isinstance(app.screen, CeremonyScreen)
         text = flat_text(app)
         assert "✗ share groups complete 0 of 1 needed … group 1: 0 of 2" in text
-        assert "Present the shares (n)" in text
+        assert await shown(pilot, "Present the shares (n)"), flat_text(app)
         seen["step"] = screen_text(app)
         await pilot.press("n")
         await settle(pilot)

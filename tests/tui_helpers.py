@@ -95,6 +95,20 @@ async def settle(pilot: Pilot[Any]) -> None:
         seen = now
 
 
+async def shown(pilot: Pilot[Any], needle: str, timeout: float = 5.0) -> bool:
+    """Whether ``needle`` reaches the screen within ``timeout`` seconds: for text that a
+    scroll scheduled after the next refresh brings into view (a loaded machine may take
+    several refreshes)."""
+    app = pilot.app
+    assert isinstance(app, CeremonyApp)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while needle not in flat_text(app):
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await pilot.pause(0.05)
+    return True
+
+
 async def type_text(pilot: Pilot[Any], text: str) -> None:
     await pilot.press(*["space" if c == " " else c for c in text])
 
