@@ -269,3 +269,41 @@ def test_a_rehearsal_approved_with_an_identity_token_verifies(
     assert [e["actor"] for e in approvals] == ["alice", "carol"]
     verified = c.verify()
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+@pytest.mark.softhsm
+def test_an_authorizer_signs_the_script_with_their_identity_token(
+        softhsm: SoftHsm, tmp_path: Path, enrolled: tuple[str, bytes, Path]) -> None:
+    """`ceremony script sign --token`: the key is checked against the script before the
+    PIN, and the signature appended to SCRIPT.sigs verifies with the script's key."""
+    from ceremony.model.authorization import parse_signatures
+
+    uri, key, pin_file = enrolled
+    c = prepare_ceremony(tmp_path / "ceremony", softhsm, activation="known-pin")
+    carol = c.script.participant("carol")
+    assert carol is not None
+    sigs = c.script_path.with_name(c.script_path.name + ".sigs")
+    sigs.unlink(missing_ok=True)
+
+    def sign(*extra: str) -> subprocess.CompletedProcess[str]:
+        done = run_cli("script", "sign", str(c.script_path), "--as", "carol", "--token", uri,
+                       "--module", softhsm.module, "--pin-file", str(pin_file), *extra,
+                       env=softhsm.env)
+        assert "Traceback" not in done.stderr and PIN not in done.stdout + done.stderr
+        return done
+
+    # The script still names carol's old key: refused before any PIN, nothing written.
+    refused = sign("--key-label", LABEL)
+    assert refused.returncode == Kind.DEVICE.value, refused.stderr
+    assert "CER-IDENTITY" in refused.stderr and not sigs.exists()
+    assert sign().returncode == Kind.BAD_INPUT.value  # --token without --key-label
+
+    c.script_path.write_text(c.script_path.read_text().replace(
+        carol.public_key, st.encode_key(key)))
+    done = sign("--key-label", LABEL)
+    assert done.returncode == 0, done.stderr
+    assert "carol (custodian) signed script sample-root-2026" in done.stdout
+    assert "1 signature(s) (carol) of the 2" in " ".join(done.stdout.split())
+    [signed] = parse_signatures(sigs.read_bytes(), str(sigs))
+    assert signed.participant == "carol"
+    assert st.verify_ed25519(key, signed.signature, st.message(signed.statement))

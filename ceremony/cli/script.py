@@ -40,8 +40,13 @@ def add_parsers(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
                    "OpenPGP card (its PIN is asked for, or read from --pin-file)")
     p.add_argument("--reader", help="PC/SC reader name, for --card (default: the one reader "
                    "with a card)")
-    p.add_argument("--pin-file", type=Path, help="file holding the card's PIN, for --card "
-                   "(default: asked on the terminal)")
+    p.add_argument("--pin-file", type=Path, help="file holding the card's or token's PIN, "
+                   "for --card or --token (default: asked on the terminal)")
+    p.add_argument("--token", metavar="URI", help="sign with the participant's identity key "
+                   "on their own PKCS#11 token (pkcs11:token=LABEL), found by --key-label")
+    p.add_argument("--key-label", help="with --token: the identity key's label")
+    p.add_argument("--module", help="with --token: the PKCS#11 module (default: SoftHSM2's, "
+                   "or $CEREMONY_PKCS11_MODULE)")
     p.add_argument("--key", type=Path, help="sign with a rehearsal identity key file "
                    "(needs --rehearsal)")
     p.add_argument("--rehearsal", action="store_true", help="allow a plain identity key "
@@ -194,10 +199,14 @@ def cmd_script(args: argparse.Namespace, load: Any) -> int:
 
 
 def _signer(args: argparse.Namespace, pid: str, public_key: str, raw: bytes) -> Any:
-    """The card (--card) or rehearsal key file (--key) that signs for ``pid``."""
-    if bool(args.card) == (args.key is not None):
-        raise UsageError("give either --card or --key FILE", hint="authorizers sign with "
-                         "their card; key files are for rehearsals")
+    """The card (--card), identity token (--token) or rehearsal key file (--key) that
+    signs for ``pid``."""
+    if [bool(args.card), args.token is not None, args.key is not None].count(True) != 1:
+        raise UsageError("give one of --card, --token URI or --key FILE", hint="authorizers "
+                         "sign with their card or identity token; key files are for "
+                         "rehearsals")
+    if args.token is not None:
+        return _token_signer(args, pid, raw)
     if args.key is not None:
         from ceremony.adapters.identity import KeyFileSigner
 
@@ -216,3 +225,18 @@ def _signer(args: argparse.Namespace, pid: str, public_key: str, raw: bytes) -> 
 
     return CardSigner(pid, lambda: read_pin(args.pin_file, "card PIN"), reader=args.reader,
                       public_key=raw)
+
+
+def _token_signer(args: argparse.Namespace, pid: str, raw: bytes) -> Any:
+    """``pid``'s identity key on their PKCS#11 token: checked against the script's key
+    before the PIN is asked for (ceremony/adapters/token_identity.py, ADR 0020)."""
+    from ceremony.adapters.pkcs11_token import module_path
+    from ceremony.adapters.token_identity import TokenKey, TokenSigner
+    from ceremony.cli.login import read_pin
+
+    if not args.key_label:
+        raise UsageError("--token needs --key-label LABEL",
+                         hint="the label the key was enrolled with (custodian enroll --token)")
+    where = TokenKey(module_path(args.module, None), args.token, args.key_label)
+    return TokenSigner(pid, where, lambda: read_pin(args.pin_file, "identity token PIN"),
+                       public_key=raw, reset=True)
