@@ -170,7 +170,8 @@ def test_signing_refusals_change_nothing(room: Room) -> None:
     twice = room.sign("alice")
     assert twice.returncode == 2 and "alice has already signed this script" in twice.stderr
     neither = run_cli("script", "sign", str(room.script), "--as", "bob")
-    assert neither.returncode == 2 and "give either --card or --key FILE" in neither.stderr
+    assert neither.returncode == 2 and "give one of --card, --token URI or --key FILE" in (
+        neither.stderr)
     assert room.sigs.read_bytes() == before
 
 

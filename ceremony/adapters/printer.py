@@ -20,6 +20,9 @@ from ceremony.errors import DeviceError
 from ceremony.qrframe import QrFormatError, QrIntegrityError, SymbolReader
 
 READ_BACK_DPI = 200  # modules of 0.55 mm or more are 4.3 pixels or more
+# zbar now and then misses one of several codes on a page at one resolution and finds it at
+# another; a page is read again at these before a code counts as unreadable.
+RETRY_DPIS = (300, 150)
 TIMEOUT = 120.0
 POPPLER_HINT = "install poppler-utils (scripts/setup.sh does)"
 CUPS_HINT = "install cups-client and configure the printer, or print the PDF from another " \
@@ -68,19 +71,27 @@ def read_back_pages(pdf: Path, drawn: Mapping[int, Sequence[str]],
 
     ``drawn`` maps a page number to the frames drawn there. A page is compared as a whole
     (the same frames, as many times each), so a code that does not read, reads as another,
-    or a code nobody drew, fails the check.
+    or a code nobody drew, fails the check. A code zbar misses at the first resolution may
+    be found at another (RETRY_DPIS), as a scanner would be tried again; anything read that
+    was not drawn fails at once.
     """
     reader = reader or ZbarReader()
     with tempfile.TemporaryDirectory(prefix="ceremony-print-") as tmp:
         for page, frames in sorted(drawn.items()):
-            image = render_page(pdf, page, Path(tmp))
-            try:
-                scanned = reader.scan(image)
-            except QrFormatError:
-                scanned = []
-            if Counter(scanned) != Counter(frames):
-                missing = len(list((Counter(frames) - Counter(scanned)).elements()))
-                extra = len(list((Counter(scanned) - Counter(frames)).elements()))
+            wanted = Counter(frames)
+            seen: Counter[str] = Counter()
+            for dpi in (READ_BACK_DPI, *RETRY_DPIS):
+                image = render_page(pdf, page, Path(tmp), dpi)
+                try:
+                    scanned = Counter(reader.scan(image))
+                except QrFormatError:
+                    scanned = Counter()
+                seen |= scanned  # each frame as often as the best look read it
+                if seen - wanted or seen == wanted:
+                    break
+            if seen != wanted:
+                missing = len(list((wanted - seen).elements()))
+                extra = len(list((seen - wanted).elements()))
                 raise QrIntegrityError(
                     f"page {page} of {pdf} does not read back: {missing} of its "
                     f"{len(frames)} QR code(s) were not read as drawn"

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ceremony.cli.script import add_token_arguments
 from ceremony.durable import write_atomically
 from ceremony.errors import CheckFailed, Kind, UsageError
 
@@ -133,7 +134,9 @@ def _add_waiver_parser(sub: Any) -> None:
     p.add_argument("--card", action="store_true", help="sign with the participant's "
                    "OpenPGP card (its PIN is asked for, or read from --pin-file)")
     p.add_argument("--reader", help="PC/SC reader name, for --card")
-    p.add_argument("--pin-file", type=Path, help="file holding the card's PIN, for --card")
+    p.add_argument("--pin-file", type=Path, help="file holding the card's or token's PIN, "
+                   "for --card or --token")
+    add_token_arguments(p)
     p.add_argument("--key", type=Path, help="sign with a rehearsal identity key file "
                    "(needs --rehearsal)")
     p.add_argument("--rehearsal", action="store_true", help="allow a plain identity key "

@@ -42,17 +42,22 @@ def add_parsers(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
                    "with a card)")
     p.add_argument("--pin-file", type=Path, help="file holding the card's or token's PIN, "
                    "for --card or --token (default: asked on the terminal)")
-    p.add_argument("--token", metavar="URI", help="sign with the participant's identity key "
-                   "on their own PKCS#11 token (pkcs11:token=LABEL), found by --key-label")
-    p.add_argument("--key-label", help="with --token: the identity key's label")
-    p.add_argument("--module", help="with --token: the PKCS#11 module (default: SoftHSM2's, "
-                   "or $CEREMONY_PKCS11_MODULE)")
+    add_token_arguments(p)
     p.add_argument("--key", type=Path, help="sign with a rehearsal identity key file "
                    "(needs --rehearsal)")
     p.add_argument("--rehearsal", action="store_true", help="allow a plain identity key "
                    "file (--key); such a signature is for rehearsals only")
     p.add_argument("--policy", type=Path, help="policy file (default: the script's "
                    "policy.path, relative to the script)")
+
+
+def add_token_arguments(p: argparse.ArgumentParser) -> None:
+    """--token, --key-label, --module: an identity key on the signer's own PKCS#11 token."""
+    p.add_argument("--token", metavar="URI", help="sign with the participant's identity key "
+                   "on their own PKCS#11 token (pkcs11:token=LABEL), found by --key-label")
+    p.add_argument("--key-label", help="with --token: the identity key's label")
+    p.add_argument("--module", help="with --token: the PKCS#11 module (default: SoftHSM2's, "
+                   "or $CEREMONY_PKCS11_MODULE)")
 
 
 def add_state_argument(p: argparse.ArgumentParser) -> None:
