@@ -14,6 +14,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+)
 from PIL import Image, ImageDraw
 from textual.app import App
 from textual.pilot import Pilot
@@ -118,8 +124,9 @@ def test_bundle_codes_offer_public_material_only(tmp_path: Path) -> None:
     # A bundle whose "public key" is a private key: left out, named, never drawn.
     copy = tmp_path / "bundle"
     shutil.copytree(GOLDEN, copy)
-    (copy / "root-public-key.pem").write_bytes(
-        b"-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n")
+    (copy / "root-public-key.pem").write_bytes(  # a throwaway key, made for this test
+        Ed25519PrivateKey.generate().private_bytes(Encoding.PEM, PrivateFormat.PKCS8,
+                                                   NoEncryption()))
     codes, notes = bundle_codes(copy, "golden")
     assert [c.payload.kind for c in codes] == ["text", "json"]
     assert notes == ["root-public-key.pem is not shown: it is not a public key, certificate "
