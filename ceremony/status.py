@@ -484,6 +484,11 @@ def render_text(s: Status) -> str:
     lines += ["", f"  FINDINGS: {fails} failing, {warns} to look at"]
     for f in s.findings:
         lines += list(_wrap(f.message, f"{MARK[f.level]} {f.level.upper():<4}  ", " " * 8))
-    lines += ["", "all fine" if s.ok else
-              f"{fails} problem(s): something is overdue or does not verify (exit 1)"]
+    if not s.ok:
+        last = f"{fails} problem(s): something is overdue or does not verify (exit 1)"
+    elif warns:
+        last = f"nothing fails; {warns} finding(s) to look at above"
+    else:
+        last = "all fine"
+    lines += ["", last]
     return "\n".join(lines)

@@ -225,7 +225,9 @@ def test_status_lists_the_key_and_highlights_what_is_wrong(fleet: Fleet) -> None
 def test_rotation_overdue_on_a_fixed_clock(fleet: Fleet) -> None:
     """The sample policy's cadence is max_key_lifetime_days (7300 days) from activation."""
     good_only = fleet.good.parent
-    assert run_cli("status", str(good_only)).returncode == 0  # a rehearsal: warned, not failed
+    warned = run_cli("status", str(good_only))
+    assert warned.returncode == 0  # a rehearsal: warned, not failed
+    assert warned.stdout.endswith("nothing fails; 1 finding(s) to look at above\n"), warned.stdout
     later = fleet.created + timedelta(days=7301)
     report = status(good_only, later)
     assert not report.ok
