@@ -21,7 +21,7 @@ import binascii
 from dataclasses import dataclass
 from typing import Any
 
-from ceremony.canonical import CanonicalError, canonical_bytes, digest, parse_strict, sha256_hex
+from ceremony.canonical import CanonicalError, digest, parse_strict, sha256_hex
 from ceremony.errors import CeremonyError, CheckFailed, InputError, QuorumError
 from ceremony.model import statements as st
 from ceremony.model.policy import Policy
@@ -50,16 +50,8 @@ class SignaturesFileError(InputError):
 
 
 @dataclass(frozen=True)
-class ScriptSignature:
+class ScriptSignature(st.SignedLine):
     """One authorizer's signature, as read from line ``line`` of a .sigs file."""
-
-    line: int
-    statement: dict[str, Any]
-    signature: bytes
-
-    @property
-    def participant(self) -> str:
-        return str(self.statement["participant"])
 
     def summary(self) -> dict[str, Any]:
         """What the transcript records of it: who, as what, when, and the statement's digest."""
@@ -74,9 +66,7 @@ def statement_for(script: Script, participant: str, role: str, time: str) -> dic
         participant=participant, role=role, time=time)
 
 
-def signature_line(statement: dict[str, Any], signature: bytes) -> bytes:
-    """One line of a .sigs file (canonical JSON, then a newline)."""
-    return canonical_bytes({"signature": st.b64(signature), "statement": statement}) + b"\n"
+signature_line = st.signed_line  # one line of a .sigs file
 
 
 def parse_signatures(data: bytes, name: str) -> list[ScriptSignature]:

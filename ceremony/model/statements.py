@@ -7,6 +7,7 @@ to check; both import them from here, so the two can never drift apart.
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -250,3 +251,22 @@ def checksums_statement(*, ceremony: str, checksums: bytes) -> dict[str, Any]:
 def message(statement: dict[str, Any]) -> bytes:
     """The bytes a signer signs: the canonical encoding of the statement."""
     return canonical_bytes(statement)
+
+
+@dataclass(frozen=True)
+class SignedLine:
+    """One signed statement, as read from line ``line`` of a detached-signature file
+    (a script's .sigs, a script's .waivers)."""
+
+    line: int
+    statement: dict[str, Any]
+    signature: bytes
+
+    @property
+    def participant(self) -> str:
+        return str(self.statement["participant"])
+
+
+def signed_line(statement: dict[str, Any], signature: bytes) -> bytes:
+    """One line of a detached-signature file: canonical JSON, then a newline."""
+    return canonical_bytes({"signature": b64(signature), "statement": statement}) + b"\n"

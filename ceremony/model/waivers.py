@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from ceremony.canonical import CanonicalError, canonical_bytes, parse_strict
+from ceremony.canonical import CanonicalError, parse_strict
 from ceremony.errors import InputError
 from ceremony.model import statements as st
 from ceremony.model.attestation import CHECKS, GATE, NEVER_WAIVABLE, AttestationError, Waiver
@@ -70,16 +70,8 @@ def statement_for(script: Script, check: str, reason: str, participant: str, rol
 
 
 @dataclass(frozen=True)
-class SignedWaiver:
+class SignedWaiver(st.SignedLine):
     """One signature of a waiver, as read from line ``line`` of a .waivers file."""
-
-    line: int
-    statement: dict[str, Any]
-    signature: bytes
-
-    @property
-    def participant(self) -> str:
-        return str(self.statement["participant"])
 
     @property
     def check(self) -> str:
@@ -90,9 +82,7 @@ class SignedWaiver:
         return {"signature": st.b64(self.signature), "statement": self.statement}
 
 
-def signature_line(statement: dict[str, Any], signature: bytes) -> bytes:
-    """One line of a .waivers file (canonical JSON, then a newline)."""
-    return canonical_bytes({"signature": st.b64(signature), "statement": statement}) + b"\n"
+signature_line = st.signed_line  # one line of a .waivers file
 
 
 def parse_waivers(data: bytes, name: str) -> list[SignedWaiver]:

@@ -46,18 +46,22 @@ def rolls_status(text: str, count: int) -> tuple[int, str | None]:
     return typed, None
 
 
-class DiceScreen(ModalScreen[None]):
-    """The roller types ``prompt.count`` dice rolls; Enter hands them to the engine."""
+class _TypedSecretScreen(ModalScreen[None]):
+    """A modal where a secret the engine asked for (``prompt``) is typed; Esc cancels."""
 
     BINDINGS = [Binding("escape", "close", "Cancel")]  # noqa: RUF012
-
-    def __init__(self, prompt: DiceNeeded) -> None:
-        super().__init__()
-        self.prompt = prompt
 
     @property
     def ceremony(self) -> CeremonyApp:
         return cast("CeremonyApp", self.app)
+
+
+class DiceScreen(_TypedSecretScreen):
+    """The roller types ``prompt.count`` dice rolls; Enter hands them to the engine."""
+
+    def __init__(self, prompt: DiceNeeded) -> None:
+        super().__init__()
+        self.prompt = prompt
 
     def compose(self) -> ComposeResult:
         engine = self.ceremony.engine
@@ -116,18 +120,12 @@ class DiceScreen(ModalScreen[None]):
         self.dismiss()
 
 
-class PassphraseScreen(ModalScreen[None]):
+class PassphraseScreen(_TypedSecretScreen):
     """The SLIP-39 passphrase, masked: twice before the split, once before a rebuild."""
-
-    BINDINGS = [Binding("escape", "close", "Cancel")]  # noqa: RUF012
 
     def __init__(self, prompt: PassphraseNeeded) -> None:
         super().__init__()
         self.prompt = prompt
-
-    @property
-    def ceremony(self) -> CeremonyApp:
-        return cast("CeremonyApp", self.app)
 
     def compose(self) -> ComposeResult:
         split = self.prompt.twice
